@@ -1,0 +1,193 @@
+"""The ``shoal`` command line (ARCHITECTURE §6, CLI contract).
+
+Every failure the user can fix is one line on stderr and a non-zero exit.
+Plugins add subcommands through ``shoal_cli_register_commands``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from shoal import __version__, api
+from shoal.config import load_node_config
+from shoal.errors import ShoalError
+from shoal.plugins import list_plugins, load_plugins
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _socket_path(args: argparse.Namespace) -> str:
+    if getattr(args, "socket", None):
+        return str(args.socket)
+    if getattr(args, "config", None):
+        return load_node_config(args.config).api_socket
+    env = os.environ.get("SHOAL_SOCKET")
+    if env:
+        return env
+    raise ShoalError("which node? give -c node.toml or --socket PATH")
+
+
+# ----------------------------------------------------------------- commands
+def cmd_up(args: argparse.Namespace) -> int:
+    from shoal.node import Node
+
+    cfg = load_node_config(args.config)
+    _setup_logging("debug" if args.verbose else cfg.log_level)
+    node = Node(cfg, config_path=args.config)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await node.run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_key_public(args: argparse.Namespace) -> int:
+    from shoal.node import load_keypair
+
+    cfg = load_node_config(args.config)
+    kp = load_keypair(cfg, load_plugins(cfg.plugins))
+    print(kp.public_b64)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    st = api.call(_socket_path(args), "status")
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    n = st["node"]
+    print(f"node     {n['name']}  {n['virtual_ip']}  key {n['public_key']}")
+    print(f"listen   {', '.join(n.get('listen') or []) or '-'}  interface {n.get('interface')}")
+    nat = n.get("nat") or {}
+    print(f"nat      mapping {nat.get('mapping')}, filtering {nat.get('filtering')}, "
+          f"public {nat.get('public_endpoint') or '-'}")
+    drops = {k: v for k, v in (n.get("drops") or {}).items() if v}
+    if drops:
+        print("dropped  " + ", ".join(f"{k} {v}" for k, v in drops.items()))
+    for net in st.get("networks", []):
+        print(f"network  {net['name']}  {net.get('type')}  role {net.get('role')}  "
+              f"members {net.get('members')}")
+    if st["peers"]:
+        print()
+        rows = [("PEER", "VIRTUAL IP", "STATE", "PATH", "ENDPOINT", "RTT", "RX", "TX")]
+        for p in st["peers"]:
+            rtt = f"{p['rtt_ms']:.1f}ms" if p.get("rtt_ms") is not None else "-"
+            rows.append((p["name"], p["virtual_ip"], "online" if p["online"] else "offline",
+                         p["path"], p.get("endpoint") or "-", rtt, _size(p["rx_bytes"]),
+                         _size(p["tx_bytes"])))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    enabled: list[str] = []
+    if args.config:
+        enabled = load_node_config(args.config).plugins
+    infos = list_plugins(enabled)
+    if args.json:
+        print(json.dumps([i.__dict__ for i in infos], indent=2))
+        return 0
+    rows = [("NAME", "DISTRIBUTION", "VERSION", "ENABLED")]
+    for i in infos:
+        state = "built-in" if i.builtin else ("yes" if i.enabled else "no")
+        rows.append((i.name, i.distribution, i.version, state))
+    widths = [max(len(r[c]) for r in rows) for c in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+# ----------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="shoal", description="Shoal peer-to-peer VPN")
+    p.add_argument("--version", action="version", version=f"shoal {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run a node in the foreground")
+    up.add_argument("-c", "--config", required=True, help="node config (TOML)")
+    up.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    up.set_defaults(func=cmd_up)
+
+    key = sub.add_parser("key", help="the node's key")
+    ksub = key.add_subparsers(dest="key_command", metavar="SUBCOMMAND")
+    kpub = ksub.add_parser("public", help="print the node's public key (creates the key pair)")
+    kpub.add_argument("-c", "--config", required=True)
+    kpub.set_defaults(func=cmd_key_public)
+
+    st = sub.add_parser("status", help="this node, its networks, peers and paths")
+    st.add_argument("-c", "--config")
+    st.add_argument("--socket")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    pl = sub.add_parser("plugins", help="installed plugins, versions, enabled or not")
+    pl.add_argument("-c", "--config")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=cmd_plugins)
+    return p
+
+
+def _register_plugin_commands(parser: argparse.ArgumentParser) -> None:
+    """Let every installed plugin add subcommands (all installed ones, not only enabled)."""
+    from shoal.plugins import new_plugin_manager, _entry_points
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    pm = new_plugin_manager()
+    for name, ep in _entry_points().items():
+        try:
+            pm.register(ep.load(), name=name)
+        except Exception:  # noqa: BLE001 - a broken plugin must not break the CLI
+            continue
+    pm.hook.shoal_cli_register_commands(subparsers=sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    _register_plugin_commands(parser)
+    args = parser.parse_args(argv)
+    func: Any = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(func(args) or 0)
+    except ShoalError as e:
+        print(f"shoal: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""One remote peer: its sessions, handshake attempts and timers (sans-IO).
+
+Session rotation follows WireGuard (whitepaper §5.4.6, §6):
+
+* ``current`` carries outgoing data; ``previous`` still decrypts packets that
+  were in flight when a rekey happened; ``next`` is a responder-side session
+  that becomes ``current`` when the first packet arrives on it (proof that
+  the initiator has it too). So a rekey loses no traffic.
+* The initiator of the current session rekeys after ``rekey_after_time`` or
+  ``rekey_after_messages``; a session is dropped after ``REJECT_AFTER_TIME``.
+
+Named timers (``tick``), evaluated against an injected ``now``:
+
+=================  ===========================================================
+handshake retry    no answer: resend with exponential backoff, jittered,
+                   capped at ``HANDSHAKE_RETRY_MAX``; eager nodes never give up
+keepalive          nothing sent for ``keepalive`` seconds: send an empty packet
+                   (holds NAT mappings, tells the peer we are alive)
+dead peer          sent data but heard nothing for ``DEAD_AFTER`` seconds:
+                   start a fresh handshake
+expiry             sessions older than ``REJECT_AFTER_TIME`` are dropped
+=================  ===========================================================
+
+Peers never touch sockets: methods return packets, the engine sends them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from shoal import wire
+from shoal.handshake import HandshakeError, Initiator, SessionKeys, new_index
+from shoal.identity import StaticKeypair, encode_key
+from shoal.session import REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, Session
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_RETRY_MIN = 1.0
+HANDSHAKE_RETRY_MAX = 8.0
+DEAD_AFTER = 15.0
+STAGED_MAX = 128
+
+Endpoint = tuple  # transport-specific address, e.g. ("198.51.100.2", 41641)
+
+
+class PeerState(Enum):
+    IDLE = "idle"              # no session, not trying (no endpoint known)
+    HANDSHAKING = "handshaking"
+    ESTABLISHED = "established"
+
+
+@dataclass
+class Timers:
+    rekey_after_time: float = REKEY_AFTER_TIME
+    rekey_after_messages: int = REKEY_AFTER_MESSAGES
+    keepalive: float = 10.0
+
+
+class IndexTable:
+    """Local receiver index -> session (or pending handshake). Shared by all peers."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[int, Session] = {}
+        self.pending: dict[int, Peer] = {}
+
+    def taken(self, i: int) -> bool:
+        return i in self.sessions or i in self.pending
+
+    def allocate(self) -> int:
+        return new_index(self.taken)
+
+
+@dataclass
+class PeerStats:
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    rx_packets: int = 0
+    tx_packets: int = 0
+    handshakes: int = 0
+    rekeys: int = 0
+
+
+class Peer:
+    def __init__(self, name: str, public_key: bytes, virtual_ip: str, endpoint: Endpoint | None,
+                 table: IndexTable, timers: Timers | None = None,
+                 rng: Callable[[], float] = random.random) -> None:
+        self.name = name
+        self.public_key = public_key
+        self.public_key_b64 = encode_key(public_key)
+        self.virtual_ip = virtual_ip
+        self.vip_packed = ipaddress.IPv4Address(virtual_ip).packed
+        self.endpoint = endpoint
+        self.table = table
+        self.timers = timers or Timers()
+        self.rng = rng
+        self.current: Session | None = None
+        self.previous: Session | None = None
+        self.next: Session | None = None
+        self.initiator: Initiator | None = None
+        self.handshake_started = 0.0
+        self.handshake_next_at = 0.0
+        self.handshake_attempts = 0
+        self.last_init_timestamp = -1
+        self.last_rx_time = -1e18
+        self.last_tx_time = -1e18
+        self.rtt_ms: float | None = None
+        self.stats = PeerStats()
+        self.staged: deque[bytes] = deque(maxlen=STAGED_MAX)
+        # tick() compares these with the stats to learn about traffic without
+        # the data path reading the clock per packet.
+        self._seen_rx = 0
+        self._seen_tx = 0
+        self._tx_since_rx = False
+
+    # ------------------------------------------------------------ state
+    @property
+    def state(self) -> PeerState:
+        if self.current is not None:
+            return PeerState.ESTABLISHED
+        if self.initiator is not None:
+            return PeerState.HANDSHAKING
+        return PeerState.IDLE
+
+    def _sessions(self) -> list[Session]:
+        return [s for s in (self.current, self.previous, self.next) if s is not None]
+
+    def _drop(self, s: Session | None) -> None:
+        if s is not None:
+            self.table.sessions.pop(s.local_index, None)
+
+    # --------------------------------------------------------- handshakes
+    def begin_handshake(self, local: StaticKeypair, now: float, timestamp_ns: int,
+                        ciphers: tuple[int, ...]) -> bytes | None:
+        """Start (or restart) a handshake; returns the initiation to send, if possible."""
+        if self.endpoint is None:
+            return None
+        if self.initiator is not None:
+            self.table.pending.pop(self.initiator.local_index, None)
+        idx = self.table.allocate()
+        self.initiator = Initiator(local, self.public_key, idx, timestamp_ns, ciphers)
+        self.table.pending[idx] = self
+        self.handshake_started = now
+        delay = min(HANDSHAKE_RETRY_MAX, HANDSHAKE_RETRY_MIN * (2 ** self.handshake_attempts))
+        self.handshake_next_at = now + delay * (0.8 + 0.4 * self.rng())
+        self.handshake_attempts += 1
+        log.debug("peer %s: handshake %08x sent (attempt %d)", self.name, idx,
+                  self.handshake_attempts)
+        return self.initiator.packet
+
+    def on_response(self, msg: wire.HandshakeResp, now: float) -> Session:
+        """Complete our handshake; raises HandshakeError if it does not authenticate."""
+        init = self.initiator
+        if init is None or init.local_index != msg.receiver:
+            raise HandshakeError("no matching handshake in progress")
+        keys = init.process_response(msg)
+        self.table.pending.pop(init.local_index, None)
+        self.initiator = None
+        self.handshake_attempts = 0
+        self.rtt_ms = (now - self.handshake_started) * 1000.0
+        s = self._install(keys, now)
+        # Rotate: the new initiator session carries data right away.
+        self._drop(self.previous)
+        self.previous = self.current
+        self.current = s
+        return s
+
+    def accept_initiation(self, remote_static: bytes, timestamp_ns: int) -> bool:
+        """Replay protection for initiations (TAI64N-like timestamp must grow)."""
+        return remote_static == self.public_key and timestamp_ns > self.last_init_timestamp
+
+    def on_initiation(self, keys: SessionKeys, timestamp_ns: int, now: float) -> Session:
+        self.last_init_timestamp = timestamp_ns
+        s = self._install(keys, now)
+        self._drop(self.next)
+        self.next = s
+        return s
+
+    def _install(self, keys: SessionKeys, now: float) -> Session:
+        s = Session(keys, now, self)
+        self.table.sessions[s.local_index] = s
+        self.stats.handshakes += 1
+        if self.current is not None:
+            self.stats.rekeys += 1
+        return s
+
+    def confirm_next(self) -> None:
+        """First packet arrived on ``next``: the initiator has it, make it current."""
+        s = self.next
+        if s is None:
+            return
+        s.confirmed = True
+        self._drop(self.previous)
+        self.previous = self.current
+        self.current = s
+        self.next = None
+        if self.initiator is not None:  # a crossing handshake of ours is moot now
+            self.table.pending.pop(self.initiator.local_index, None)
+            self.initiator = None
+            self.handshake_attempts = 0
+
+    def take_staged(self) -> list[bytes]:
+        out = list(self.staged)
+        self.staged.clear()
+        return out
+
+    # -------------------------------------------------------------- timers
+    def tick(self, now: float, local: StaticKeypair, timestamp_ns: int,
+             ciphers: tuple[int, ...], eager: bool = True) -> list[bytes]:
+        """Run the named timers; returns packets to send to ``self.endpoint``."""
+        out: list[bytes] = []
+        st = self.stats
+        if st.rx_packets != self._seen_rx:
+            self._seen_rx = st.rx_packets
+            self.last_rx_time = now
+            self._tx_since_rx = False
+        if st.tx_packets != self._seen_tx:
+            self._seen_tx = st.tx_packets
+            self.last_tx_time = now
+            self._tx_since_rx = True
+
+        # expiry
+        for attr in ("previous", "next", "current"):
+            s = getattr(self, attr)
+            if s is not None and s.expired(now):
+                log.debug("peer %s: session %08x expired", self.name, s.local_index)
+                self._drop(s)
+                setattr(self, attr, None)
+
+        cur = self.current
+        want_handshake = False
+        if cur is None:
+            want_handshake = eager or bool(self.staged)
+        else:
+            age = now - cur.created
+            if cur.send_counter >= self.timers.rekey_after_messages:
+                want_handshake = True
+            elif cur.is_initiator and age >= self.timers.rekey_after_time:
+                want_handshake = True
+            elif not cur.is_initiator and age >= self.timers.rekey_after_time + 30.0:
+                want_handshake = True
+            elif self._tx_since_rx and now - self.last_rx_time >= DEAD_AFTER \
+                    and now - cur.created >= DEAD_AFTER:
+                want_handshake = True
+        if want_handshake and self.endpoint is not None:
+            if self.initiator is None or now >= self.handshake_next_at:
+                pkt = self.begin_handshake(local, now, timestamp_ns, ciphers)
+                if pkt is not None:
+                    out.append(pkt)
+
+        # keepalive on the current session
+        cur = self.current
+        if cur is not None and self.endpoint is not None and self.timers.keepalive > 0 \
+                and now - self.last_tx_time >= self.timers.keepalive:
+            out.append(cur.seal(b""))
+            self.last_tx_time = now
+        return out
+
+    def online(self, now: float) -> bool:
+        return self.current is not None and now - self.last_rx_time < 2.5 * self.timers.keepalive + 5
+
+    def expire_all(self) -> None:
+        for s in self._sessions():
+            self._drop(s)
+        self.current = self.previous = self.next = None
+        if self.initiator is not None:
+            self.table.pending.pop(self.initiator.local_index, None)
+            self.initiator = None
+

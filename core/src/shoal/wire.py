@@ -1,0 +1,109 @@
+"""Peer-to-peer packet formats on the node's UDP socket (ARCHITECTURE §4).
+
+Every packet starts with a 4-byte header: type, protocol version, two zero
+bytes. Parsers are strict about the fixed fields and the minimum length; a
+packet that fails any check is dropped and counted by the caller.
+
+Handshake initiation (type 1), Noise IK message 1::
+
+    0      1      2      4          8
+    +------+------+------+----------+------------------------------------+
+    | 0x01 | 0x01 | 0000 | sender   | noise msg1 (e, s, payload) 96+ B   |
+    +------+------+------+----------+------------------------------------+
+    payload (encrypted): version u8 | timestamp_ns u64 BE | ciphers u8 bitmask
+
+Handshake response (type 2), Noise IK message 2::
+
+    0      1      2      4          8          12
+    +------+------+------+----------+----------+--------------------------+
+    | 0x02 | 0x01 | 0000 | sender   | receiver | noise msg2 (e, payload)  |
+    +------+------+------+----------+----------+--------------------------+
+    payload (encrypted): version u8 | chosen cipher u8
+
+Transport data (type 4)::
+
+    0      1      2      4          8                    16
+    +------+------+------+----------+--------------------+----------------+
+    | 0x04 | 0x01 | 0000 | receiver | counter u64 LE     | AEAD(packet)   |
+    +------+------+------+----------+--------------------+----------------+
+
+The 16-byte header is the AEAD's associated data; the nonce is four zero bytes
+followed by the counter (explicit, because UDP loses and reorders). An empty
+plaintext is a keepalive. Indices are little-endian u32 chosen at random by
+the side that receives on them.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+VERSION = 1
+
+TYPE_HANDSHAKE_INIT = 1
+TYPE_HANDSHAKE_RESP = 2
+TYPE_DATA = 4
+
+HEADER = struct.Struct("<BBHI")          # type, version, zero, index
+DATA_HEADER = struct.Struct("<BBHIQ")    # type, version, zero, receiver, counter
+DATA_HEADER_LEN = DATA_HEADER.size       # 16
+TAG_LEN = 16
+DATA_PREFIX = bytes((TYPE_DATA, VERSION, 0, 0))
+INIT_PREFIX = bytes((TYPE_HANDSHAKE_INIT, VERSION, 0, 0))
+RESP_PREFIX = bytes((TYPE_HANDSHAKE_RESP, VERSION, 0, 0))
+
+NOISE_MSG1_MIN = 32 + 48 + 16  # e, encrypted s, payload tag
+NOISE_MSG2_MIN = 32 + 16       # e, payload tag
+
+INIT_PAYLOAD = struct.Struct(">BQB")   # version, timestamp_ns, ciphers bitmask
+RESP_PAYLOAD = struct.Struct(">BB")    # version, chosen cipher
+
+# Cipher identifiers (bit positions in the initiation's bitmask).
+CIPHER_CHACHA20_POLY1305 = 1
+CIPHER_AES_256_GCM = 2
+CIPHER_NAMES = {CIPHER_CHACHA20_POLY1305: "chacha20-poly1305", CIPHER_AES_256_GCM: "aes-256-gcm"}
+CIPHER_IDS = {v: k for k, v in CIPHER_NAMES.items()}
+
+
+class MalformedPacket(ValueError):
+    """The packet does not parse; the caller drops and counts it."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeInit:
+    sender: int
+    noise: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeResp:
+    sender: int
+    receiver: int
+    noise: bytes
+
+
+def encode_init(sender: int, noise: bytes) -> bytes:
+    return HEADER.pack(TYPE_HANDSHAKE_INIT, VERSION, 0, sender) + noise
+
+
+def decode_init(packet: bytes) -> HandshakeInit:
+    if len(packet) < HEADER.size + NOISE_MSG1_MIN or packet[:4] != INIT_PREFIX:
+        raise MalformedPacket("bad handshake initiation")
+    _, _, _, sender = HEADER.unpack_from(packet)
+    return HandshakeInit(sender, bytes(packet[HEADER.size:]))
+
+
+def encode_resp(sender: int, receiver: int, noise: bytes) -> bytes:
+    return HEADER.pack(TYPE_HANDSHAKE_RESP, VERSION, 0, sender) + receiver.to_bytes(4, "little") + noise
+
+
+def decode_resp(packet: bytes) -> HandshakeResp:
+    if len(packet) < 12 + NOISE_MSG2_MIN or packet[:4] != RESP_PREFIX:
+        raise MalformedPacket("bad handshake response")
+    _, _, _, sender = HEADER.unpack_from(packet)
+    receiver = int.from_bytes(packet[8:12], "little")
+    return HandshakeResp(sender, receiver, bytes(packet[12:]))
+
+
+def nonce_for(counter: int) -> bytes:
+    return b"\x00\x00\x00\x00" + counter.to_bytes(8, "little")

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for Shoal: Debian packages, a virtualenv in .venv with
+# the core and every plugin installed editable, and the test tools.
+# Idempotent: re-running only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBS=(iproute2 nftables iputils-ping iperf3 wireguard-go wireguard-tools ethtool jq procps)
+need=()
+for d in "${DEBS[@]}"; do
+    dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" || need+=("$d")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "setup: installing Debian packages: ${need[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    else
+        echo "setup: not root, cannot install Debian packages: ${need[*]}" >&2
+    fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+stamp=.venv/.shoal-installed
+sources=$(cat core/pyproject.toml plugins/*/pyproject.toml requirements-dev.txt | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sources" ]; then
+    echo "setup: installing shoal and its plugins into .venv"
+    .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+    args=(-e core)
+    for p in plugins/*/; do args+=(-e "$p"); done
+    .venv/bin/pip install -q "${args[@]}" -r requirements-dev.txt
+    echo "$sources" > "$stamp"
+fi
