@@ -93,12 +93,14 @@ class Engine:
         return ts
 
     # ------------------------------------------------------------ lifecycle
-    async def start(self) -> None:
+    async def start(self, autotick: bool = True) -> None:
+        """Bind the transport and start reading; ``autotick=False`` leaves timers to the caller."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         await self.transport.start(loop, self.on_datagram)
         loop.add_reader(self.tun_fd, self.on_tun_readable)
-        self._tick_task = loop.create_task(self._tick_loop())
+        if autotick:
+            self._tick_task = loop.create_task(self._tick_loop())
 
     def stop(self) -> None:
         if self._loop is not None:
@@ -212,6 +214,7 @@ class Engine:
                 self.drops.replay += 1
                 return
             peer = s.peer
+            peer.last_rx = s
             if not s.confirmed:
                 self._confirm(peer)
             if addr != peer.endpoint:

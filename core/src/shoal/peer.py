@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 HANDSHAKE_RETRY_MIN = 1.0
 HANDSHAKE_RETRY_MAX = 8.0
 DEAD_AFTER = 15.0
+#: When handshakes from both sides cross (both eager at start-up), both may end
+#: up sending on a responder session. The responder side of a session rekeys
+#: this much later than the initiator would, plus a random part of it, so one
+#: side goes first and the next rekey does not cross again.
+RESPONDER_REKEY_DELAY = 10.0
 STAGED_MAX = 128
 
 Endpoint = tuple  # transport-specific address, e.g. ("198.51.100.2", 41641)
@@ -110,6 +115,7 @@ class Peer:
         self.last_rx_time = -1e18
         self.last_tx_time = -1e18
         self.rtt_ms: float | None = None
+        self.last_rx: Session | None = None  # session of the latest authenticated packet
         self.stats = PeerStats()
         self.staged: deque[bytes] = deque(maxlen=STAGED_MAX)
         # tick() compares these with the stats to learn about traffic without
@@ -164,10 +170,7 @@ class Peer:
         self.handshake_attempts = 0
         self.rtt_ms = (now - self.handshake_started) * 1000.0
         s = self._install(keys, now)
-        # Rotate: the new initiator session carries data right away.
-        self._drop(self.previous)
-        self.previous = self.current
-        self.current = s
+        self._rotate(s)  # the new initiator session carries data right away
         return s
 
     def accept_initiation(self, remote_static: bytes, timestamp_ns: int) -> bool:
@@ -183,6 +186,8 @@ class Peer:
 
     def _install(self, keys: SessionKeys, now: float) -> Session:
         s = Session(keys, now, self)
+        s.rekey_at = now + self.timers.rekey_after_time + (
+            0.0 if keys.is_initiator else RESPONDER_REKEY_DELAY * (1.0 + self.rng()))
         self.table.sessions[s.local_index] = s
         self.stats.handshakes += 1
         if self.current is not None:
@@ -195,14 +200,27 @@ class Peer:
         if s is None:
             return
         s.confirmed = True
-        self._drop(self.previous)
-        self.previous = self.current
-        self.current = s
         self.next = None
+        self._rotate(s)
         if self.initiator is not None:  # a crossing handshake of ours is moot now
             self.table.pending.pop(self.initiator.local_index, None)
             self.initiator = None
             self.handshake_attempts = 0
+
+    def _rotate(self, new: Session) -> None:
+        """Make ``new`` current; keep for decryption the session the peer last sent on.
+
+        That is usually the old current, but after crossed handshakes the peer
+        may be sending on another one, and dropping it would lose its packets.
+        """
+        keep = self.last_rx
+        if keep is None or keep is new or keep.local_index not in self.table.sessions:
+            keep = self.current
+        for old in (self.current, self.previous):
+            if old is not None and old is not keep and old is not new and old is not self.next:
+                self._drop(old)
+        self.previous = keep if keep is not new else None
+        self.current = new
 
     def take_staged(self) -> list[bytes]:
         out = list(self.staged)
@@ -237,12 +255,9 @@ class Peer:
         if cur is None:
             want_handshake = eager or bool(self.staged)
         else:
-            age = now - cur.created
             if cur.send_counter >= self.timers.rekey_after_messages:
                 want_handshake = True
-            elif cur.is_initiator and age >= self.timers.rekey_after_time:
-                want_handshake = True
-            elif not cur.is_initiator and age >= self.timers.rekey_after_time + 30.0:
+            elif now >= cur.rekey_at:
                 want_handshake = True
             elif self._tx_since_rx and now - self.last_rx_time >= DEAD_AFTER \
                     and now - cur.created >= DEAD_AFTER:

@@ -29,7 +29,7 @@ class Session:
     """Keys, counters and replay state of one handshake's outcome."""
 
     __slots__ = ("local_index", "remote_index", "is_initiator", "cipher", "created",
-                 "send_counter", "replay", "encrypt", "decrypt", "peer", "confirmed",
+                 "send_counter", "replay", "encrypt", "decrypt", "peer", "confirmed", "rekey_at",
                  "_header_prefix")
 
     def __init__(self, keys: SessionKeys, now: float, peer: object = None) -> None:
@@ -47,6 +47,7 @@ class Session:
         # The initiator learns the session works from the response; the
         # responder only once the first data packet arrives on it.
         self.confirmed = keys.is_initiator
+        self.rekey_at = now + REKEY_AFTER_TIME  # the peer sets its own schedule
         self._header_prefix = wire.DATA_PREFIX + keys.remote_index.to_bytes(4, "little")
 
     def seal(self, plaintext: bytes) -> bytes:
