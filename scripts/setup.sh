@@ -31,6 +31,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sources" ]; then
     .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
     args=(-e core)
     for p in plugins/*/; do args+=(-e "$p"); done
-    .venv/bin/pip install -q "${args[@]}" -r requirements-dev.txt
+    .venv/bin/pip install -q "${args[@]}" -r requirements-dev.txt >.venv/install.log 2>&1 \
+        || { cat .venv/install.log >&2; exit 1; }
     echo "$sources" > "$stamp"
 fi
