@@ -20,6 +20,7 @@ from shoal.config import load_node_config
 from shoal.errors import ShoalError
 from shoal.plugins import list_plugins, load_plugins
 
+SERVER_KEY_FILE = "server.key"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
@@ -110,6 +111,122 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def cmd_server_init(args: argparse.Namespace) -> int:
+    from shoal import identity
+    from shoal.config import load_server_config
+    from shoal.server.store import SqliteStore
+
+    cfg = load_server_config(args.config)
+    kp = identity.load_or_create(cfg.state_dir, create=True, key_file=SERVER_KEY_FILE)
+    from pathlib import Path
+
+    SqliteStore(cfg.database or str(Path(cfg.state_dir) / "shoal.db")).close()
+    print(f"server state in {cfg.state_dir}; nodes pin this public key:")
+    print(kp.public_b64)
+    return 0
+
+
+def cmd_server_run(args: argparse.Namespace) -> int:
+    from shoal import identity
+    from shoal.config import load_server_config
+    from shoal.plugin_context import PluginContext
+    from shoal.config import plugin_settings
+    from shoal.server.app import Server
+
+    cfg = load_server_config(args.config)
+    _setup_logging("debug" if args.verbose else cfg.log_level)
+    kp = identity.load_or_create(cfg.state_dir, create=False, key_file=SERVER_KEY_FILE)
+    pm = load_plugins(cfg.plugins)
+    ctx = PluginContext(cfg, plugin_settings(cfg, pm, args.config))
+    services: list[Any] = []
+
+    def register(name: str, start: Any) -> None:
+        services.append(start)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        server = Server(cfg, kp)
+        ctx.server = server
+        pm.hook.shoal_server_register_services(register=register, context=ctx)
+        server.services = services
+        await server.run(stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as e:
+        raise ShoalError(f"cannot start the server: {e.strerror or e}") from None
+    return 0
+
+
+def cmd_network(args: argparse.Namespace) -> int:
+    op = args.network_command
+    a: dict[str, Any] = {}
+    if op in ("create", "join", "set"):
+        pw = _password(args)
+        if pw is not None:
+            a["password"] = pw
+        elif op in ("create", "join"):
+            raise ShoalError(f"network {op} needs --password, --password-file or SHOAL_PASSWORD")
+    if op != "list":
+        a["name"] = args.name
+    if op == "create":
+        a.update(join_mode=args.mode, member_limit=args.limit, type=args.type)
+    elif op in ("approve", "evict"):
+        a["member"] = args.member
+    elif op == "set":
+        for k in ("join_mode", "member_limit", "type", "owner", "gateway", "lan_route"):
+            v = getattr(args, k)
+            if v is not None:
+                a[k] = v
+        a["hub_add"] = args.hub or []
+        a["hub_remove"] = args.no_hub or []
+    result = api.call(_socket_path(args), "network", {"op": op, "args": a})
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    if op == "list":
+        rows = [("NETWORK", "TYPE", "ROLE", "MODE", "MEMBERS", "ONLINE")]
+        rows += [(n["name"], n["type"], n["role"], n["join_mode"],
+                  f"{n['members']}/{n['member_limit']}" + (f" (+{n['pending']} pending)"
+                                                           if n.get("pending") else ""),
+                  str(n.get("online", 0))) for n in result]
+        _table(rows)
+    elif op == "members":
+        rows = [("NAME", "VIRTUAL IP", "ROLE", "STATE", "PUBLIC KEY")]
+        rows += [(x["name"], x["virtual_ip"], x["role"], "online" if x["online"] else "offline",
+                  x["public_key"]) for x in result]
+        _table(rows)
+    else:
+        done = {"create": "created", "join": "joined", "leave": "left", "approve": "approved",
+                "evict": "evicted", "set": "updated", "delete": "deleted"}[op]
+        who = f" {args.member}" if op in ("approve", "evict") else ""
+        print(f"network {args.name}:{who} {done}")
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if getattr(args, "password", None):
+        return str(args.password)
+    if getattr(args, "password_file", None):
+        try:
+            from pathlib import Path
+
+            return Path(args.password_file).read_text().strip()
+        except OSError as e:
+            raise ShoalError(f"{args.password_file}: cannot read password file: {e.strerror}") \
+                from None
+    return os.environ.get("SHOAL_PASSWORD")
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     enabled: list[str] = []
     if args.config:
@@ -150,6 +267,57 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--socket")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
+
+    srv = sub.add_parser("server", help="the coordination server")
+    ssub = srv.add_subparsers(dest="server_command", metavar="SUBCOMMAND")
+    sinit = ssub.add_parser("init", help="create the server key and state; print the public key")
+    sinit.add_argument("-c", "--config", required=True, help="server config (TOML)")
+    sinit.set_defaults(func=cmd_server_init)
+    srun = ssub.add_parser("run", help="run the coordination server in the foreground")
+    srun.add_argument("-c", "--config", required=True)
+    srun.add_argument("-v", "--verbose", action="store_true")
+    srun.set_defaults(func=cmd_server_run)
+
+    net = sub.add_parser("network", help="create, join and manage networks")
+    nsub = net.add_subparsers(dest="network_command", metavar="SUBCOMMAND", required=True)
+
+    def nparser(name: str, help: str, member: bool = False, named: bool = True,
+                password: bool = False) -> argparse.ArgumentParser:
+        p = nsub.add_parser(name, help=help)
+        if named:
+            p.add_argument("name", help="network name")
+        if member:
+            p.add_argument("member", help="member: node name, virtual IP or public key")
+        if password:
+            p.add_argument("--password", help="network password (or SHOAL_PASSWORD)")
+            p.add_argument("--password-file", help="read the password from this file")
+        p.add_argument("-c", "--config")
+        p.add_argument("--socket")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_network)
+        return p
+
+    nc = nparser("create", "create a network (this node becomes its owner)", password=True)
+    nc.add_argument("--mode", choices=["open", "approval", "locked"], default="open",
+                    help="who may join: anyone with the password, after approval, nobody")
+    nc.add_argument("--limit", type=int, default=256, help="member limit")
+    nc.add_argument("--type", choices=["mesh", "hub-and-spoke", "gateway"], default="mesh")
+    nparser("join", "join a network with its password", password=True)
+    nparser("leave", "leave a network")
+    nparser("list", "networks this node belongs to", named=False)
+    nparser("members", "members of a network")
+    nparser("approve", "approve a pending member (owner)", member=True)
+    nparser("evict", "remove a member (owner)", member=True)
+    nparser("delete", "delete a network (owner)")
+    ns = nparser("set", "change a network's settings (owner)", password=True)
+    ns.add_argument("--mode", dest="join_mode", choices=["open", "approval", "locked"])
+    ns.add_argument("--limit", dest="member_limit", type=int)
+    ns.add_argument("--type", choices=["mesh", "hub-and-spoke", "gateway"])
+    ns.add_argument("--owner", help="transfer ownership to this member")
+    ns.add_argument("--hub", action="append", help="mark a member as hub (repeatable)")
+    ns.add_argument("--no-hub", action="append", help="unmark a hub (repeatable)")
+    ns.add_argument("--gateway", help="member that bridges the network to its LAN")
+    ns.add_argument("--lan-route", dest="lan_route", help="the LAN the gateway announces (CIDR)")
 
     pl = sub.add_parser("plugins", help="installed plugins, versions, enabled or not")
     pl.add_argument("-c", "--config")

@@ -12,7 +12,6 @@ Lock rules: none; everything runs on the node's one event loop thread.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import time
@@ -73,19 +72,31 @@ class Engine:
 
     # ------------------------------------------------------------ peers
     def add_peer(self, name: str, public_key: bytes, virtual_ip: str,
-                 endpoint: Endpoint | None) -> Peer:
+                 endpoint: Endpoint | None, candidates: list[Endpoint] | None = None) -> Peer:
+        """Add a peer, or update the name, address and candidates of a known one."""
         if public_key == self.local.public:
             raise ValueError(f"peer {name!r} has this node's own public key")
-        p = Peer(name, public_key, virtual_ip, endpoint, self.table, self.timers)
-        self.peers[public_key] = p
-        self.routes[ipaddress.IPv4Address(virtual_ip).packed] = p
+        p = self.peers.get(public_key)
+        if p is None:
+            p = Peer(name, public_key, virtual_ip, endpoint, self.table, self.timers)
+            self.peers[public_key] = p
+        else:
+            p.name = name
+            if p.virtual_ip != virtual_ip:
+                self.routes.pop(p.vip_packed, None)
+                p.set_virtual_ip(virtual_ip)
+            if p.endpoint is None or p.current is None:
+                p.endpoint = endpoint
+        p.candidates = list(candidates or ([] if endpoint is None else [endpoint]))
+        self.routes[p.vip_packed] = p
         return p
 
     def remove_peer(self, public_key: bytes) -> None:
         p = self.peers.pop(public_key, None)
         if p is not None:
             p.expire_all()
-            self.routes.pop(ipaddress.IPv4Address(p.virtual_ip).packed, None)
+            if self.routes.get(p.vip_packed) is p:
+                del self.routes[p.vip_packed]
 
     def _timestamp(self) -> int:
         ts = max(time.time_ns(), self._last_ts + 1)
@@ -125,7 +136,23 @@ class Engine:
         send = self.transport.send
         for p in list(self.peers.values()):
             for pkt in p.tick(now, self.local, self._timestamp(), self.ciphers, self.eager):
-                self._send(send, pkt, p.endpoint)
+                if pkt[:4] == wire.INIT_PREFIX:
+                    self._send_initiation(p, pkt)
+                else:
+                    self._send(send, pkt, p.endpoint)
+
+    def _send_initiation(self, peer: Peer, pkt: bytes) -> None:
+        """Without a working session, try every known candidate address at once.
+
+        Whichever answers wins (roaming moves the endpoint to it); duplicates
+        that arrive by several paths are refused by the initiation timestamp.
+        """
+        targets = [peer.endpoint]
+        if peer.current is None:
+            targets += [c for c in peer.candidates if c != peer.endpoint]
+        for ep in targets:
+            if ep is not None:
+                self._send(self.transport.send, pkt, ep)
 
     def _send(self, send: Callable[[bytes, Endpoint], None], pkt: bytes, ep: Endpoint) -> None:
         try:
@@ -184,7 +211,7 @@ class Engine:
         if peer.initiator is None and peer.endpoint is not None:
             hs = peer.begin_handshake(self.local, self.clock(), self._timestamp(), self.ciphers)
             if hs is not None:
-                self._send(self.transport.send, hs, peer.endpoint)
+                self._send_initiation(peer, hs)
 
     def send_to_peer(self, peer: Peer, pkt: bytes) -> bool:
         """Slow-path send of one interface packet (frame handlers, flushes)."""

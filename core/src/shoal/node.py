@@ -19,6 +19,8 @@ import pluggy
 from shoal import __version__, wire
 from shoal.api import ApiServer
 from shoal.config import NodeConfig, parse_endpoint, plugin_settings
+from shoal.control import messages as m
+from shoal.control.client import ControlClient, host_addresses
 from shoal.engine import Engine
 from shoal.errors import ShoalError
 from shoal.identity import StaticKeypair, decode_public_key
@@ -56,6 +58,10 @@ class Node:
         self.engine: Engine | None = None
         self.tun: TunDevice | None = None
         self.api: ApiServer | None = None
+        self.control: ControlClient | None = None
+        self.server_peers: dict[bytes, m.PeerInfo] = {}   # tunnels the server asked for
+        self.offline_peers: dict[bytes, m.PeerInfo] = {}  # known members, now offline
+        self._address = cfg.interface.address
         self.ready = asyncio.Event()
 
     def _transport(self) -> Transport:
@@ -68,6 +74,8 @@ class Node:
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
         self.keypair = load_keypair(cfg, self.pm)
+        control_task: asyncio.Task[None] | None = None
+        waiters: list[asyncio.Task[Any]] = []
         transport = self._transport()
         t = cfg.tunnel
         timers = Timers(rekey_after_time=t.rekey_after_time,
@@ -85,12 +93,119 @@ class Node:
             await self.engine.start()
             self.api = ApiServer(cfg.api_socket, self.handle_api)
             await self.api.start()
+            if cfg.server is not None:
+                self.control = self._control_client(cfg.server.address,
+                                                    decode_public_key(cfg.server.public_key))
+                control_task = asyncio.create_task(self.control.run())
             self.pm.hook.shoal_lifecycle_node_up(context=self.context)
-            log.info("node %s up: %s, key %s", cfg.name, self.virtual_ip, self.keypair.public_b64)
+            log.info("node %s up: %s, key %s", cfg.name, self.virtual_ip or "(address from server)",
+                     self.keypair.public_b64)
             self.ready.set()
-            await stop.wait()
+            waiters.append(asyncio.create_task(stop.wait()))
+            if control_task is not None:
+                waiters.append(control_task)
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if control_task is not None and control_task.done():
+                control_task.result()  # a fatal control error (e.g. wrong server key) ends the node
         finally:
+            if control_task is not None and not control_task.done():
+                assert self.control is not None
+                await self.control.bye()
+                control_task.cancel()
+            for t in waiters:
+                t.cancel()
             await self.close()
+
+    # ------------------------------------------------------------ control plane
+    def _control_client(self, address: str, server_key: bytes) -> ControlClient:
+        assert self.keypair is not None and self.engine is not None
+        engine = self.engine
+        iface = self.cfg.interface.name
+
+        def endpoints() -> list[str]:
+            port = udp_port()
+            return [f"{ip}:{port}" for ip in host_addresses(iface)] if port else []
+
+        def udp_port() -> int:
+            for ep in engine.transport.local_endpoints():
+                return int(ep.rpartition(":")[2])
+            return 0
+
+        return ControlClient(self.keypair, self.cfg.name, address, server_key, endpoints,
+                             udp_port, self._on_welcome, self._on_peers, self._join_configured)
+
+    def _on_welcome(self, w: m.Welcome) -> None:
+        address = f"{w.virtual_ip}/{w.prefix_len}"
+        if address != self._address:
+            if self.tun is not None and hasattr(self.tun, "set_address"):
+                self.tun.set_address(address)
+            self._address = address
+
+    def _on_peers(self, msg: m.Peers) -> None:
+        eng = self.engine
+        assert eng is not None
+        static = {decode_public_key(p.public_key) for p in self.cfg.peers}
+        if msg.full:
+            wanted = {decode_public_key(p.public_key) for p in msg.up}
+            for key in list(self.server_peers):
+                if key not in wanted:
+                    self._peer_gone(key)
+        for info in msg.up:
+            key = decode_public_key(info.public_key)
+            if key in static or key == self.keypair.public:  # type: ignore[union-attr]
+                continue
+            candidates = []
+            for e in info.endpoints:
+                try:
+                    candidates.append(parse_endpoint(e))
+                except ValueError:
+                    continue
+            existing = eng.peers.get(key)
+            endpoint = existing.endpoint if existing and existing.current else \
+                (candidates[0] if candidates else None)
+            eng.add_peer(info.name, key, info.virtual_ip, endpoint, candidates)
+            self.server_peers[key] = info
+            self.offline_peers.pop(key, None)
+        for k in msg.down:
+            self._peer_gone(decode_public_key(k))
+
+    def _peer_gone(self, key: bytes) -> None:
+        assert self.engine is not None
+        info = self.server_peers.pop(key, None)
+        if info is not None:
+            self.offline_peers[key] = info
+        p = self.engine.peers.get(key)
+        if p is not None:
+            self.engine.remove_peer(key)
+            self.pm.hook.shoal_lifecycle_peer_down(context=self.context, peer_name=p.name,
+                                                   public_key=p.public_key_b64)
+
+    async def _join_configured(self) -> None:
+        """Join (or create) the networks listed in the config, after each login."""
+        assert self.control is not None
+        joined = {n.name for n in self.control.state.networks if n.role != "pending"}
+        for net in self.cfg.networks:
+            if net.name in joined:
+                continue
+            try:
+                password = net.password
+                if net.password_file:
+                    password = Path(net.password_file).read_text().strip()
+                if password is None:
+                    raise ShoalError(f"networks: {net.name!r} has no password")
+                if net.create and net.name not in joined:
+                    try:
+                        await self.control.request("create", {"name": net.name,
+                                                              "password": password})
+                        log.info("created network %s", net.name)
+                        continue
+                    except ShoalError as e:
+                        if "already exists" not in str(e):
+                            raise
+                await self.control.request("join", {"name": net.name, "password": password})
+                log.info("joined network %s", net.name)
+            except (ShoalError, OSError) as e:
+                log.error("network %s: %s", net.name, e)
 
     async def close(self) -> None:
         try:
@@ -111,13 +226,20 @@ class Node:
 
     @property
     def virtual_ip(self) -> str | None:
-        a = self.cfg.interface.address
+        a = self._address
         return str(ipaddress.ip_interface(a).ip) if a else None
 
     # ------------------------------------------------------------ local API
     async def handle_api(self, cmd: str, args: dict[str, Any]) -> Any:
         if cmd == "status":
             return self.status()
+        if cmd == "network":
+            if self.control is None:
+                raise ShoalError("this node has no [server]: networks need a coordination server")
+            op = args.get("op")
+            if op not in m.ARGS:
+                raise ShoalError(f"unknown network operation {op!r}")
+            return await self.control.request(op, args.get("args") or {})
         raise ShoalError(f"unknown command {cmd!r}")
 
     def status(self) -> dict[str, Any]:
@@ -126,13 +248,14 @@ class Node:
         now = eng.clock()
         peers = []
         for p in eng.peers.values():
+            info = self.server_peers.get(p.public_key)
             online = p.online(now)
             peers.append({
                 "name": p.name,
                 "public_key": p.public_key_b64,
                 "virtual_ip": p.virtual_ip,
                 "online": online,
-                "networks": [],
+                "networks": info.networks if info else [],
                 "path": "direct" if online else "none",
                 "transport": eng.transport.name if online else None,
                 "endpoint": _fmt_endpoint(p.endpoint),
@@ -145,19 +268,31 @@ class Node:
                 "cipher": wire.CIPHER_NAMES[p.current.cipher] if p.current else None,
                 "last_handshake_s": None if p.current is None else round(now - p.current.created, 1),
             })
+        for key, info in self.offline_peers.items():
+            peers.append({"name": info.name, "public_key": info.public_key,
+                          "virtual_ip": info.virtual_ip, "online": False,
+                          "networks": info.networks, "path": "none", "transport": None,
+                          "endpoint": None, "rtt_ms": None, "rx_bytes": 0, "tx_bytes": 0})
+        ctl = self.control.state if self.control else None
+        networks = [{"name": n.name, "role": n.role, "type": n.type, "members": n.members,
+                     "online": n.online, "join_mode": n.join_mode,
+                     "member_limit": n.member_limit, "pending": n.pending}
+                    for n in (ctl.networks if ctl else [])]
         return {
             "node": {
                 "name": self.cfg.name,
                 "version": __version__,
                 "public_key": self.keypair.public_b64,
                 "virtual_ip": self.virtual_ip,
-                "online": True,
+                "online": ctl.online if ctl else True,
+                "server": self.cfg.server.address if self.cfg.server else None,
+                "server_error": ctl.last_error if ctl else None,
                 "nat": {"mapping": "unknown", "filtering": "unknown", "public_endpoint": None},
                 "interface": self.tun.name if self.tun else None,
                 "listen": eng.transport.local_endpoints(),
                 "drops": eng.drop_counts(),
             },
-            "networks": [],
+            "networks": networks,
             "peers": peers,
         }
 

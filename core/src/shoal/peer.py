@@ -98,9 +98,9 @@ class Peer:
         self.name = name
         self.public_key = public_key
         self.public_key_b64 = encode_key(public_key)
-        self.virtual_ip = virtual_ip
-        self.vip_packed = ipaddress.IPv4Address(virtual_ip).packed
+        self.set_virtual_ip(virtual_ip)
         self.endpoint = endpoint
+        self.candidates: list[Endpoint] = [] if endpoint is None else [endpoint]
         self.table = table
         self.timers = timers or Timers()
         self.rng = rng
@@ -124,6 +124,10 @@ class Peer:
         self._seen_tx = 0
         self._tx_since_rx = False
 
+    def set_virtual_ip(self, virtual_ip: str) -> None:
+        self.virtual_ip = virtual_ip
+        self.vip_packed = ipaddress.IPv4Address(virtual_ip).packed
+
     # ------------------------------------------------------------ state
     @property
     def state(self) -> PeerState:
@@ -145,7 +149,9 @@ class Peer:
                         ciphers: tuple[int, ...]) -> bytes | None:
         """Start (or restart) a handshake; returns the initiation to send, if possible."""
         if self.endpoint is None:
-            return None
+            if not self.candidates:
+                return None
+            self.endpoint = self.candidates[0]
         if self.initiator is not None:
             self.table.pending.pop(self.initiator.local_index, None)
         idx = self.table.allocate()
@@ -277,7 +283,11 @@ class Peer:
         return out
 
     def online(self, now: float) -> bool:
-        return self.current is not None and now - self.last_rx_time < 2.5 * self.timers.keepalive + 5
+        if self.current is None:
+            return False
+        if self.stats.rx_packets != self._seen_rx:  # received since the last tick
+            return True
+        return now - self.last_rx_time < 2.5 * self.timers.keepalive + 5
 
     def expire_all(self) -> None:
         for s in self._sessions():

@@ -82,6 +82,22 @@ class Lab:
             self.sh(ns, f"ip link set {i} mtu {mtu} up")
         return ia, ib
 
+    def switch(self, name: str = "sw") -> str:
+        """A namespace holding one Linux bridge: hosts ``attach`` to it like to a switch."""
+        ns = self.ns(name)
+        self.sh(ns, "ip link add br0 type bridge && ip link set br0 up")
+        return ns
+
+    def attach(self, switch_ns: str, ns: str, addr: str, mtu: int = 1500) -> str:
+        """Connect ``ns`` to the switch with address ``addr``; returns the host-side interface."""
+        n = secrets.token_hex(2)
+        host_if, sw_if = f"{self.prefix}h{n}"[:15], f"{self.prefix}s{n}"[:15]
+        subprocess.run(["ip", "link", "add", host_if, "netns", ns, "type", "veth", "peer", "name",
+                        sw_if, "netns", switch_ns], check=True)
+        self.sh(switch_ns, f"ip link set {sw_if} master br0 && ip link set {sw_if} up")
+        self.sh(ns, f"ip addr add {addr} dev {host_if} && ip link set {host_if} mtu {mtu} up")
+        return host_if
+
     def sh(self, ns: str, cmd: str, check: bool = True, timeout: float = 60
            ) -> subprocess.CompletedProcess[str]:
         r = subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", cmd], capture_output=True,

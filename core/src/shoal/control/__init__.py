@@ -1,0 +1,1 @@
+"""Control plane between nodes and the coordination server."""

@@ -1,0 +1,244 @@
+"""The node's side of the control plane: login, state sync, requests, reconnects.
+
+Runs as one task beside the data plane. While the server is unreachable the
+node keeps every tunnel it has and retries with jittered exponential backoff;
+after a re-login the server's full peer snapshot is reconciled with the
+tunnels that exist, so nothing that is still wanted is torn down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal import __version__
+from shoal.config import parse_endpoint
+from shoal.control import messages as m
+from shoal.control.channel import Channel, ChannelError, ServerKeyMismatch, State
+from shoal.errors import ShoalError
+from shoal.identity import StaticKeypair
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL = 5.0
+SERVER_SILENCE = 15.0
+BACKOFF_MIN = 0.5
+BACKOFF_MAX = 30.0
+REQUEST_TIMEOUT = 15.0
+CONNECT_TIMEOUT = 5.0
+
+
+@dataclass
+class ControlState:
+    online: bool = False
+    virtual_ip: str | None = None
+    prefix_len: int | None = None
+    observed: str | None = None
+    networks: list[m.NetworkSummary] = field(default_factory=list)
+    last_error: str | None = None
+    logins: int = 0
+
+
+class ControlClient:
+    """Callbacks: ``on_welcome(welcome)``, ``on_peers(msg)`` (full or delta)."""
+
+    def __init__(self, keypair: StaticKeypair, name: str, server: str, server_key: bytes,
+                 endpoints: Callable[[], list[str]], udp_port: Callable[[], int],
+                 on_welcome: Callable[[m.Welcome], None],
+                 on_peers: Callable[[m.Peers], None],
+                 on_login: Callable[[], Any] | None = None) -> None:
+        self.keypair = keypair
+        self.name = name
+        self.server = server
+        self.server_key = server_key
+        self.endpoints = endpoints
+        self.udp_port = udp_port
+        self.on_welcome = on_welcome
+        self.on_peers = on_peers
+        self.on_login = on_login
+        self.state = ControlState()
+        self._writer: asyncio.StreamWriter | None = None
+        self._channel: Channel | None = None
+        self._pending: dict[int, asyncio.Future[m.Result]] = {}
+        self._next_id = 1
+        self._logged_in = asyncio.Event()
+
+    # ------------------------------------------------------------ public
+    async def request(self, op: str, args: dict[str, Any]) -> Any:
+        if not self.state.online or self._channel is None or self._writer is None:
+            raise ShoalError("not connected to the coordination server"
+                             + (f" ({self.state.last_error})" if self.state.last_error else ""))
+        rid = self._next_id
+        self._next_id += 1
+        fut: asyncio.Future[m.Result] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self._send(m.Request(id=rid, op=op, args=args))  # type: ignore[arg-type]
+        try:
+            res = await asyncio.wait_for(fut, REQUEST_TIMEOUT)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise ShoalError("the coordination server did not answer in time") from None
+        finally:
+            self._pending.pop(rid, None)
+        if not res.ok:
+            raise ShoalError(res.error or res.code or "request refused")
+        return res.data
+
+    async def wait_logged_in(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._logged_in.wait(), timeout)
+            return True
+        except (asyncio.TimeoutError, TimeoutError):
+            return False
+
+    async def bye(self) -> None:
+        if self.state.online and self._writer is not None:
+            try:
+                self._send(m.Bye())
+                await asyncio.wait_for(self._writer.drain(), 1.0)
+            except (ConnectionError, asyncio.TimeoutError, TimeoutError, ChannelError):
+                pass
+
+    # ------------------------------------------------------------ loop
+    async def run(self) -> None:
+        delay = BACKOFF_MIN
+        while True:
+            try:
+                await self._session()
+                delay = BACKOFF_MIN  # it worked for a while: start over
+            except ServerKeyMismatch as e:
+                # A wrong server key is a configuration error, not a network one.
+                self.state.last_error = str(e)
+                raise ShoalError(str(e)) from None
+            except (OSError, ChannelError, m.BadMessage, asyncio.TimeoutError,
+                    TimeoutError, asyncio.IncompleteReadError) as e:
+                msg = str(e) or type(e).__name__
+                if isinstance(e, ConnectionRefusedError):
+                    msg = "connection refused"
+                if self.state.last_error != msg:
+                    log.warning("coordination server %s: %s", self.server, msg)
+                self.state.last_error = msg
+            finally:
+                self._disconnected()
+            wait = delay * (0.5 + random.random())
+            delay = min(BACKOFF_MAX, delay * 2)
+            await asyncio.sleep(wait)
+
+    def _disconnected(self) -> None:
+        self.state.online = False
+        self._logged_in.clear()
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
+        self._channel = None
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ShoalError("lost the connection to the coordination server"))
+        self._pending.clear()
+
+    def _send(self, msg: m.Msg) -> None:
+        assert self._channel is not None and self._writer is not None
+        self._channel.send_message(m.encode(msg))
+        self._writer.write(self._channel.data_to_send())
+
+    async def _session(self) -> None:
+        host, port = parse_endpoint(self.server)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
+                                                CONNECT_TIMEOUT)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._writer = writer
+        ch = Channel(self.keypair, initiator=True, expected_remote=self.server_key)
+        self._channel = ch
+        writer.write(ch.data_to_send())
+        hello_sent = False
+        heartbeat = None
+        try:
+            while True:
+                data = await asyncio.wait_for(reader.read(65536), SERVER_SILENCE)
+                if not data:
+                    raise ConnectionError("the server closed the connection")
+                msgs = ch.receive_data(data)
+                out = ch.data_to_send()
+                if out:
+                    writer.write(out)
+                if not hello_sent and ch.remote_static is not None and ch.state is State.OPEN:
+                    self._send(m.Hello(name=self.name, version=__version__,
+                                       endpoints=self.endpoints(), udp_port=self.udp_port()))
+                    hello_sent = True
+                for raw in msgs:
+                    msg = m.decode_to_node(raw)
+                    if isinstance(msg, m.Welcome) and heartbeat is None:
+                        heartbeat = asyncio.create_task(self._heartbeats())
+                    self._handle(msg)
+                await writer.drain()
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            if self._channel is None:
+                return
+            try:
+                self._send(m.Heartbeat())
+            except (ChannelError, ConnectionError):
+                return
+
+    def _handle(self, msg: m.Welcome | m.Result | m.Networks | m.Peers | m.Heartbeat | m.ErrorMsg
+                ) -> None:
+        match msg:
+            case m.Welcome():
+                st = self.state
+                st.online, st.virtual_ip, st.prefix_len = True, msg.virtual_ip, msg.prefix_len
+                st.observed, st.last_error = msg.observed, None
+                st.logins += 1
+                log.info("logged in to %s as %s", self.server, msg.virtual_ip)
+                self.on_welcome(msg)
+                self._logged_in.set()
+                if self.on_login is not None:
+                    asyncio.get_running_loop().create_task(self.on_login())
+            case m.Result():
+                fut = self._pending.get(msg.id)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+            case m.Networks():
+                self.state.networks = list(msg.networks)
+            case m.Peers():
+                self.on_peers(msg)
+            case m.Heartbeat():
+                pass
+            case m.ErrorMsg():
+                raise ChannelError(f"server refused the login: {msg.error}")
+
+
+def host_addresses(exclude_ifname: str | None = None) -> list[str]:
+    """IPv4 addresses of this host's interfaces (not loopback, not the overlay)."""
+    import fcntl
+    import ipaddress
+    import struct
+
+    out = []
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for _, ifname in socket.if_nameindex():
+            if ifname == exclude_ifname or ifname == "lo":
+                continue
+            try:
+                res = fcntl.ioctl(s.fileno(), 0x8915,  # SIOCGIFADDR
+                                  struct.pack("256s", ifname.encode()[:15]))
+            except OSError:
+                continue
+            ip = ipaddress.IPv4Address(res[20:24])
+            if ip.is_loopback or ip in ipaddress.IPv4Network("100.64.0.0/10"):
+                continue
+            out.append(str(ip))
+    finally:
+        s.close()
+    return out

@@ -1,0 +1,1 @@
+"""The coordination server: login, stable addresses, networks, presence."""

@@ -1,0 +1,286 @@
+"""The coordination server process: asyncio shell around ``Coordinator``.
+
+One task per control connection: Noise XX handshake (``control.channel``),
+then a hello, then requests and heartbeats. A connection that breaks the
+protocol (garbage, oversized or invalid messages) is closed and counted; it
+never affects other sessions. A node that misses heartbeats for
+``HEARTBEAT_TIMEOUT`` is logged out. A second login with the same key replaces
+the first connection (the node restarted).
+
+Password hashing runs in a worker thread so a slow KDF never stalls the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shoal import __version__
+from shoal.config import ServerConfig, parse_endpoint
+from shoal.control import messages as m
+from shoal.control.channel import Channel, ChannelError
+from shoal.identity import StaticKeypair, encode_key
+from shoal.server import discovery
+from shoal.server.coordinator import Coordinator, Outbox, PoolExhausted, RequestError
+from shoal.server.passwords import hash_password, verify_password
+from shoal.server.store import SqliteStore, Store
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT = 10.0
+HEARTBEAT_TIMEOUT = 15.0
+SEND_QUEUE_MAX = 1024  # messages queued for one slow node before it is disconnected
+
+
+@dataclass
+class ServerCounters:
+    connections: int = 0
+    logins: int = 0
+    bad_handshakes: int = 0
+    bad_messages: int = 0
+    timeouts: int = 0
+    slow_consumers: int = 0
+
+
+@dataclass
+class Session:
+    key: str
+    channel: Channel
+    writer: asyncio.StreamWriter
+    peer_addr: str
+    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(SEND_QUEUE_MAX))
+    closed: bool = False
+
+    def push(self, msg: m.Msg) -> bool:
+        try:
+            self.queue.put_nowait(m.encode(msg))
+            return True
+        except asyncio.QueueFull:
+            return False
+
+
+class Server:
+    def __init__(self, cfg: ServerConfig, keypair: StaticKeypair, store: Store | None = None,
+                 services: list[Any] | None = None) -> None:
+        self.cfg = cfg
+        self.keypair = keypair
+        db = cfg.database or str(Path(cfg.state_dir) / "shoal.db")
+        self.store = store or SqliteStore(db)
+        self.coord = Coordinator(self.store, cfg.address_pool)
+        self.sessions: dict[str, Session] = {}
+        self.counters = ServerCounters()
+        self.services = services or []
+        self._tcp: asyncio.base_events.Server | None = None
+        self._discovery: list[asyncio.DatagramTransport] = []
+        self.ready = asyncio.Event()
+
+    # ------------------------------------------------------------ lifecycle
+    async def run(self, stop: asyncio.Event) -> None:
+        host, port = parse_endpoint(self.cfg.listen)
+        self._tcp = await asyncio.start_server(self._accept, host, port, limit=1 << 16,
+                                               reuse_address=True)
+        self._discovery = await discovery.serve(self.cfg.discovery)
+        tasks = [asyncio.create_task(start()) for start in self.services]
+        log.info("coordination server listening on %s (key %s), discovery on %s",
+                 self.cfg.listen, self.keypair.public_b64, ", ".join(self.cfg.discovery) or "-")
+        self.ready.set()
+        try:
+            await stop.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            self._tcp.close()
+            for s in list(self.sessions.values()):
+                s.writer.close()
+            for t in self._discovery:
+                t.close()
+            self.store.close()
+
+    # ------------------------------------------------------------ delivery
+    def deliver(self, outbox: Outbox) -> None:
+        for key, msg in outbox:
+            s = self.sessions.get(key)
+            if s is not None and not s.closed and not s.push(msg):
+                self.counters.slow_consumers += 1
+                log.warning("node %s is not reading its messages; disconnecting it", key)
+                self._drop(s)
+
+    def _drop(self, s: Session) -> None:
+        if s.closed:
+            return
+        s.closed = True
+        s.writer.close()
+        if self.sessions.get(s.key) is s:
+            del self.sessions[s.key]
+            self.deliver(self.coord.logout(s.key))
+
+    # ------------------------------------------------------------ connections
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.counters.connections += 1
+        peer = writer.get_extra_info("peername")
+        peer_ip = peer[0] if peer else None
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ch = Channel(self.keypair, initiator=False)
+        session: Session | None = None
+        try:
+            hello, pending = await asyncio.wait_for(self._handshake(ch, reader, writer),
+                                                    HANDSHAKE_TIMEOUT)
+            assert ch.remote_static is not None
+            key = encode_key(ch.remote_static)
+            session = Session(key, ch, writer, peer_ip or "")
+            old = self.sessions.get(key)
+            if old is not None:  # the node reconnected: the new connection wins
+                old.closed = True
+                old.writer.close()
+            self.sessions[key] = session
+            try:
+                welcome, out = self.coord.login(key, hello, peer_ip)
+            except PoolExhausted as e:
+                session.push(m.ErrorMsg(code="pool_exhausted", error=str(e)))
+                await self._flush_once(session)
+                return
+            self.counters.logins += 1
+            session.push(welcome)
+            self.deliver(out)
+            sender = asyncio.create_task(self._sender(session))
+            try:
+                for raw in pending:
+                    await self._handle(session, raw)
+                await self._reader(session, reader)
+            finally:
+                sender.cancel()
+        except (asyncio.TimeoutError, TimeoutError):
+            self.counters.timeouts += 1
+        except ChannelError as e:
+            self.counters.bad_handshakes += 1 if session is None else 0
+            self.counters.bad_messages += 0 if session is None else 1
+            log.debug("control connection from %s closed: %s", peer_ip, e)
+        except m.BadMessage as e:
+            self.counters.bad_messages += 1
+            log.debug("control connection from %s sent a bad message: %s", peer_ip, e)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            if session is not None:
+                self._drop(session)
+            else:
+                writer.close()
+
+    async def _handshake(self, ch: Channel, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> tuple[m.Hello, list[bytes]]:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                raise ConnectionError("closed during handshake")
+            msgs = ch.receive_data(data)
+            out = ch.data_to_send()
+            if out:
+                writer.write(out)
+                await writer.drain()
+            if msgs:
+                first = m.decode_to_server(msgs[0])
+                if not isinstance(first, m.Hello):
+                    raise m.BadMessage("first message must be hello")
+                return first, msgs[1:]
+
+    async def _reader(self, s: Session, reader: asyncio.StreamReader) -> None:
+        while not s.closed:
+            data = await asyncio.wait_for(reader.read(65536), HEARTBEAT_TIMEOUT)
+            if not data:
+                return
+            for raw in s.channel.receive_data(data):
+                await self._handle(s, raw)
+
+    async def _sender(self, s: Session) -> None:
+        try:
+            while not s.closed:
+                data = await s.queue.get()
+                s.channel.send_message(data)
+                while not s.queue.empty():  # batch what is already queued into one write
+                    s.channel.send_message(s.queue.get_nowait())
+                s.writer.write(s.channel.data_to_send())
+                await s.writer.drain()
+        except (ConnectionError, ChannelError):
+            self._drop(s)
+
+    async def _flush_once(self, s: Session) -> None:
+        while not s.queue.empty():
+            s.channel.send_message(s.queue.get_nowait())
+        s.writer.write(s.channel.data_to_send())
+        await s.writer.drain()
+
+    # ------------------------------------------------------------ messages
+    async def _handle(self, s: Session, raw: bytes) -> None:
+        msg = m.decode_to_server(raw)
+        match msg:
+            case m.Heartbeat():
+                s.push(m.Heartbeat())
+            case m.Bye():
+                self._drop(s)
+            case m.Request():
+                s.push(await self._request(s.key, msg))
+            case m.Hello():
+                raise m.BadMessage("hello sent twice")
+
+    async def _request(self, key: str, req: m.Request) -> m.Result:
+        try:
+            args = m.parse_args(req.op, req.args)
+            data, out = await self._dispatch(key, req.op, args)
+        except RequestError as e:
+            return m.Result(id=req.id, ok=False, code=e.code, error=str(e))
+        except m.BadMessage as e:
+            return m.Result(id=req.id, ok=False, code="invalid", error=str(e))
+        self.deliver(out)
+        return m.Result(id=req.id, ok=True, data=data)
+
+    async def _dispatch(self, key: str, op: str, a: m.Args) -> tuple[Any, Outbox]:
+        c = self.coord
+        loop = asyncio.get_running_loop()
+        match op, a:
+            case "create", m.CreateArgs():
+                if a.name in c.networks:  # fail fast, before paying for the KDF
+                    raise RequestError("exists", f"a network named {a.name!r} already exists")
+                h = await loop.run_in_executor(None, hash_password, a.password)
+                return {"status": "active"}, c.create(key, a, h)
+            case "join", m.JoinArgs():
+                net = c._net(a.name)
+                ok = await loop.run_in_executor(None, verify_password, a.password,
+                                                net.password_hash)
+                status, out = c.join(key, a.name, ok)
+                if status == "pending":  # recorded; the owner is told, the joiner must wait
+                    self.deliver(out)
+                    raise RequestError("needs_approval", f"network {a.name!r} needs the owner's "
+                                                         "approval; the request is recorded")
+                return {"status": status}, out
+            case "leave", m.NetworkArgs():
+                return None, c.leave(key, a.name)
+            case "list", _:
+                return [x.model_dump() for x in c.summaries(key)], []
+            case "members", m.NetworkArgs():
+                return c.member_list(key, a.name), []
+            case "approve", m.MemberArgs():
+                return None, c.approve(key, a.name, a.member)
+            case "evict", m.MemberArgs():
+                return None, c.evict(key, a.name, a.member)
+            case "set", m.SetArgs():
+                c._owned(key, a.name)
+                h = None
+                if a.password is not None:
+                    h = await loop.run_in_executor(None, hash_password, a.password)
+                return None, c.set(key, a, h)
+            case "delete", m.NetworkArgs():
+                return None, c.delete(key, a.name)
+        raise RequestError("invalid", f"unknown operation {op!r}")
+
+    def status(self) -> dict[str, Any]:
+        return {"online": len(self.sessions), "nodes": len(self.coord.nodes),
+                "networks": len(self.coord.networks), "counters": self.counters.__dict__,
+                "time": time.time()}
+

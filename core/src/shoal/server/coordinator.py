@@ -1,0 +1,418 @@
+"""The coordination server's rules, without sockets.
+
+Rules it obeys (ARCHITECTURE §3):
+
+* A node is its static public key. Its first login allocates a virtual IP from
+  the pool (never the network or broadcast address, nor a .0/.255 host); the
+  address stays bound to that key for good, across restarts of the server.
+* Networks have a name, a password (only its KDF hash is stored: the caller
+  hashes/verifies, see ``passwords.py``), an owner, a join mode (open /
+  approval / locked), a member limit and a type. ``mesh``: every member
+  tunnels to every member; ``hub-and-spoke``: a pair tunnels only if one side
+  is a hub; ``gateway``: mesh, and one member announces a LAN route.
+* Two online nodes get a tunnel ("peers up") while they share at least one
+  network whose rules let them see each other, and lose it ("peers down") as
+  soon as no such network is left or one goes offline.
+
+Every method returns an ``Outbox``: (recipient public key, message) pairs for
+the server shell to deliver. State lives in memory and is written through the
+``Store`` on every change.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from shoal.control import messages as m
+from shoal.server.store import MemberRecord, NetworkRecord, NodeRecord, Store
+
+log = logging.getLogger(__name__)
+
+Outbox = list[tuple[str, m.Msg]]
+
+
+class RequestError(Exception):
+    """A request the rules refuse: ``code`` for scripts, message for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PoolExhausted(Exception):
+    pass
+
+
+@dataclass
+class Online:
+    name: str
+    endpoints: list[str]
+    told: dict[str, m.PeerInfo] = field(default_factory=dict)   # peers this node was told about
+
+
+class Coordinator:
+    def __init__(self, store: Store, pool: str = "100.64.0.0/10",
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+        self.pool = ipaddress.IPv4Network(pool)
+        self.nodes: dict[str, NodeRecord] = {}
+        self.networks: dict[str, NetworkRecord] = {}
+        self.members: dict[str, dict[str, MemberRecord]] = {}     # network -> key -> member
+        self.memberships: dict[str, set[str]] = {}                # key -> networks
+        self.online: dict[str, Online] = {}
+        self._used_ips: set[int] = set()
+        nodes, nets, members = store.load()
+        for n in nodes:
+            self.nodes[n.public_key] = n
+            self._used_ips.add(int(ipaddress.IPv4Address(n.virtual_ip)))
+        for net in nets:
+            self.networks[net.name] = net
+            self.members[net.name] = {}
+        for mem in members:
+            self.members.setdefault(mem.network, {})[mem.public_key] = mem
+            self.memberships.setdefault(mem.public_key, set()).add(mem.network)
+        self._next_ip = int(self.pool.network_address) + 1
+
+    # ------------------------------------------------------------ addresses
+    def _usable(self, ip: int) -> bool:
+        last = ip & 0xFF
+        return (ip not in self._used_ips and last not in (0, 255)
+                and ip != int(self.pool.network_address)
+                and ip != int(self.pool.broadcast_address))
+
+    def _allocate_ip(self) -> str:
+        start, end = int(self.pool.network_address) + 1, int(self.pool.broadcast_address) - 1
+        ip = self._next_ip
+        for _ in range(2):
+            while ip <= end:
+                if self._usable(ip):
+                    self._next_ip = ip + 1
+                    self._used_ips.add(ip)
+                    return str(ipaddress.IPv4Address(ip))
+                ip += 1
+            ip = start  # wrap once to find gaps
+        raise PoolExhausted(f"address pool {self.pool} is exhausted")
+
+    # ------------------------------------------------------------ presence
+    def login(self, key: str, hello: m.Hello, observed: str | None = None
+              ) -> tuple[m.Welcome, Outbox]:
+        now = self.clock()
+        node = self.nodes.get(key)
+        if node is None:
+            node = NodeRecord(key, hello.name, self._allocate_ip(), now, now)
+            log.info("new node %s (%s) gets %s", hello.name, key, node.virtual_ip)
+        else:
+            node = replace(node, name=hello.name, last_seen=now)
+        self.nodes[key] = node
+        self.store.put_node(node)
+        endpoints = list(hello.endpoints)
+        if observed and hello.udp_port:
+            reflexive = f"{observed}:{hello.udp_port}"
+            if reflexive not in endpoints:
+                endpoints.insert(0, reflexive)
+        self.online[key] = Online(hello.name, endpoints)
+        welcome = m.Welcome(virtual_ip=node.virtual_ip, prefix_len=self.pool.prefixlen,
+                            observed=observed)
+        out: Outbox = [(key, self._networks_msg(key))]
+        # The first peers message after a login is a full snapshot: the node keeps
+        # tunnels that are still wanted and drops the rest, so re-login drops nothing.
+        out += self._sync_peers(key, full=True)
+        out += self._sync_many(self._neighbours(key))
+        out += self._announce_networks(self.memberships.get(key, set()), skip=key)
+        return welcome, out
+
+    def logout(self, key: str) -> Outbox:
+        if self.online.pop(key, None) is None:
+            return []
+        node = self.nodes.get(key)
+        if node is not None:
+            node = replace(node, last_seen=self.clock())
+            self.nodes[key] = node
+            self.store.put_node(node)
+        out = self._sync_many(self._neighbours(key))
+        out += self._announce_networks(self.memberships.get(key, set()), skip=key)
+        return out
+
+    # ------------------------------------------------------------ visibility
+    def _sees(self, net: NetworkRecord, a: MemberRecord, b: MemberRecord) -> bool:
+        if a.status != "active" or b.status != "active":
+            return False
+        if net.type == "hub-and-spoke":
+            return a.hub or b.hub
+        return True
+
+    def desired_peers(self, key: str) -> dict[str, m.PeerInfo]:
+        """Online peers ``key`` should have a tunnel to, with the networks that justify it."""
+        via: dict[str, list[str]] = {}
+        for netname in sorted(self.memberships.get(key, ())):
+            net = self.networks[netname]
+            members = self.members[netname]
+            me = members.get(key)
+            if me is None or me.status != "active":
+                continue
+            for other, mem in members.items():
+                if other == key or other not in self.online:
+                    continue
+                if self._sees(net, me, mem):
+                    via.setdefault(other, []).append(netname)
+        out = {}
+        for other, nets in via.items():
+            node = self.nodes[other]
+            out[other] = m.PeerInfo(public_key=other, name=node.name, virtual_ip=node.virtual_ip,
+                                    endpoints=self.online[other].endpoints, networks=nets)
+        return out
+
+    def _sync_peers(self, key: str, full: bool = False) -> Outbox:
+        on = self.online.get(key)
+        if on is None:
+            return []
+        want = self.desired_peers(key)
+        if full:
+            on.told = want
+            return [(key, m.Peers(full=True, up=list(want.values())))]
+        up = [p for k, p in want.items() if on.told.get(k) != p]
+        down = [k for k in on.told if k not in want]
+        on.told = want
+        if not up and not down:
+            return []
+        return [(key, m.Peers(up=up, down=down))]
+
+    def _sync_many(self, keys: set[str]) -> Outbox:
+        out: Outbox = []
+        for k in keys:
+            out += self._sync_peers(k)
+        return out
+
+    def _neighbours(self, key: str) -> set[str]:
+        """Online nodes sharing any network with ``key`` (candidates for a change)."""
+        out: set[str] = set()
+        for netname in self.memberships.get(key, ()):
+            out.update(k for k in self.members[netname] if k in self.online)
+        out.discard(key)
+        return out
+
+    def _network_keys(self, netname: str) -> set[str]:
+        return {k for k in self.members.get(netname, {}) if k in self.online}
+
+    # ------------------------------------------------------------ network summaries
+    def _role(self, net: NetworkRecord, mem: MemberRecord) -> str:
+        if mem.status == "pending":
+            return "pending"
+        if net.owner == mem.public_key:
+            return "owner"
+        return "hub" if mem.hub else "member"
+
+    def summaries(self, key: str) -> list[m.NetworkSummary]:
+        out = []
+        for netname in sorted(self.memberships.get(key, ())):
+            net = self.networks[netname]
+            members = self.members[netname]
+            mem = members[key]
+            active = [k for k, x in members.items() if x.status == "active"]
+            out.append(m.NetworkSummary(
+                name=net.name, type=net.type, role=self._role(net, mem), join_mode=net.join_mode,
+                member_limit=net.member_limit, members=len(active),
+                pending=(len(members) - len(active)) if net.owner == key else 0,
+                online=sum(1 for k in active if k in self.online)))
+        return out
+
+    def _networks_msg(self, key: str) -> m.Networks:
+        return m.Networks(networks=self.summaries(key))
+
+    def _announce_networks(self, netnames: set[str] | list[str], skip: str | None = None
+                           ) -> Outbox:
+        keys: set[str] = set()
+        for n in netnames:
+            keys |= self._network_keys(n)
+        keys.discard(skip or "")
+        return [(k, self._networks_msg(k)) for k in keys]
+
+    # ------------------------------------------------------------ lookups
+    def _net(self, name: str) -> NetworkRecord:
+        net = self.networks.get(name)
+        if net is None:
+            raise RequestError("no_such_network", f"there is no network named {name!r}")
+        return net
+
+    def _owned(self, key: str, name: str) -> NetworkRecord:
+        net = self._net(name)
+        if net.owner != key:
+            raise RequestError("not_owner", f"only the owner of {name!r} can do that")
+        return net
+
+    def resolve_member(self, netname: str, who: str) -> str:
+        """A member by node name, virtual IP or public key."""
+        members = self.members.get(netname, {})
+        if who in members:
+            return who
+        hits = [k for k in members
+                if self.nodes[k].name == who or self.nodes[k].virtual_ip == who]
+        if not hits:
+            raise RequestError("not_member", f"{who!r} is not a member of {netname!r}")
+        if len(hits) > 1:
+            raise RequestError("ambiguous", f"several members of {netname!r} are called {who!r}; "
+                                            "use the public key")
+        return hits[0]
+
+    # ------------------------------------------------------------ mutations
+    def _put_member(self, mem: MemberRecord) -> None:
+        self.members[mem.network][mem.public_key] = mem
+        self.memberships.setdefault(mem.public_key, set()).add(mem.network)
+        self.store.put_member(mem)
+
+    def _del_member(self, netname: str, key: str) -> None:
+        self.members[netname].pop(key, None)
+        s = self.memberships.get(key)
+        if s is not None:
+            s.discard(netname)
+        self.store.delete_member(netname, key)
+
+    def _changed(self, netname: str, extra: set[str] | None = None) -> Outbox:
+        """After a change in ``netname``: re-sync peers and summaries of everyone involved."""
+        keys = self._network_keys(netname) | {k for k in (extra or set()) if k in self.online}
+        out = self._sync_many(keys)
+        out += [(k, self._networks_msg(k)) for k in keys]
+        return out
+
+    def create(self, key: str, a: m.CreateArgs, password_hash: str) -> Outbox:
+        if a.name in self.networks:
+            raise RequestError("exists", f"a network named {a.name!r} already exists")
+        net = NetworkRecord(a.name, password_hash, key, a.join_mode, a.member_limit, a.type,
+                            self.clock())
+        self.networks[a.name] = net
+        self.members[a.name] = {}
+        self.store.put_network(net)
+        self._put_member(MemberRecord(a.name, key, "active", False, self.clock()))
+        log.info("network %s created by %s (%s, %s)", a.name, key, a.type, a.join_mode)
+        return self._changed(a.name)
+
+    def join(self, key: str, name: str, password_ok: bool) -> tuple[str, Outbox]:
+        """Returns the member status ('active' or 'pending') and the outbox."""
+        net = self._net(name)
+        existing = self.members[name].get(key)
+        if existing is not None and existing.status == "active":
+            return "active", []
+        if net.join_mode == "locked" and existing is None:
+            raise RequestError("locked", f"network {name!r} is locked: no one can join")
+        if not password_ok:
+            raise RequestError("wrong_password", f"wrong password for network {name!r}")
+        if existing is not None:  # pending: asking again changes nothing
+            return "pending", []
+        active = sum(1 for x in self.members[name].values() if x.status == "active")
+        if active >= net.member_limit:
+            raise RequestError("full", f"network {name!r} is full ({net.member_limit} members)")
+        status = "pending" if net.join_mode == "approval" else "active"
+        self._put_member(MemberRecord(name, key, status, False, self.clock()))
+        return status, self._changed(name, {key})
+
+    def leave(self, key: str, name: str) -> Outbox:
+        net = self._net(name)
+        if key not in self.members[name]:
+            raise RequestError("not_member", f"this node is not a member of {name!r}")
+        self._del_member(name, key)
+        if net.owner == key:
+            heirs = sorted((x for x in self.members[name].values() if x.status == "active"),
+                           key=lambda x: x.joined)
+            if not heirs:
+                return self._delete(name, {key})
+            net = replace(net, owner=heirs[0].public_key)
+            self.networks[name] = net
+            self.store.put_network(net)
+        return self._changed(name, {key})
+
+    def approve(self, key: str, name: str, who: str) -> Outbox:
+        net = self._owned(key, name)
+        target = self.resolve_member(name, who)
+        mem = self.members[name][target]
+        if mem.status == "active":
+            return []
+        active = sum(1 for x in self.members[name].values() if x.status == "active")
+        if active >= net.member_limit:
+            raise RequestError("full", f"network {name!r} is full ({net.member_limit} members)")
+        self._put_member(mem.with_(status="active"))
+        return self._changed(name)
+
+    def evict(self, key: str, name: str, who: str) -> Outbox:
+        self._owned(key, name)
+        target = self.resolve_member(name, who)
+        if target == key:
+            raise RequestError("invalid", "the owner cannot evict itself; transfer ownership "
+                                          "or delete the network")
+        self._del_member(name, target)
+        return self._changed(name, {target})
+
+    def set(self, key: str, a: m.SetArgs, password_hash: str | None) -> Outbox:
+        net = self._owned(key, a.name)
+        changes: dict[str, object] = {}
+        if password_hash is not None:
+            changes["password_hash"] = password_hash
+        if a.join_mode is not None:
+            changes["join_mode"] = a.join_mode
+        if a.member_limit is not None:
+            changes["member_limit"] = a.member_limit
+        if a.type is not None:
+            changes["type"] = a.type
+        if a.owner is not None:
+            new_owner = self.resolve_member(a.name, a.owner)
+            if self.members[a.name][new_owner].status != "active":
+                raise RequestError("invalid", "the new owner must be an active member")
+            changes["owner"] = new_owner
+        hub_changes = [(self.resolve_member(a.name, w), True) for w in a.hub_add]
+        hub_changes += [(self.resolve_member(a.name, w), False) for w in a.hub_remove]
+        if a.lan_route is not None and a.gateway is None:
+            raise RequestError("invalid", "lan_route needs gateway (the member that announces it)")
+        gateway = None
+        if a.gateway is not None:
+            gateway = self.resolve_member(a.name, a.gateway)
+            try:
+                route = str(ipaddress.ip_network(a.lan_route or "", strict=False))
+            except ValueError:
+                raise RequestError("invalid", f"lan_route {a.lan_route!r} is not a network") from None
+        if changes:
+            net = replace(net, **changes)  # type: ignore[arg-type]
+            self.networks[a.name] = net
+            self.store.put_network(net)
+        for target, hub in hub_changes:
+            self._put_member(self.members[a.name][target].with_(hub=hub))
+        if gateway is not None:
+            for k, mem in list(self.members[a.name].items()):
+                want = route if k == gateway else None
+                if mem.lan_route != want:
+                    self._put_member(mem.with_(lan_route=want))
+        return self._changed(a.name)
+
+    def delete(self, key: str, name: str) -> Outbox:
+        self._owned(key, name)
+        return self._delete(name, set())
+
+    def _delete(self, name: str, extra: set[str]) -> Outbox:
+        affected = set(self.members[name]) | extra
+        for k in list(self.members[name]):
+            self._del_member(name, k)
+        del self.networks[name]
+        del self.members[name]
+        self.store.delete_network(name)
+        keys = {k for k in affected if k in self.online}
+        out = self._sync_many(keys)
+        out += [(k, self._networks_msg(k)) for k in keys]
+        return out
+
+    def member_list(self, key: str, name: str) -> list[dict[str, object]]:
+        net = self._net(name)
+        me = self.members[name].get(key)
+        if me is None or me.status != "active":
+            raise RequestError("not_member", f"this node is not a member of {name!r}")
+        out = []
+        for k, mem in sorted(self.members[name].items(), key=lambda kv: kv[1].joined):
+            if mem.status == "pending" and net.owner != key:
+                continue
+            node = self.nodes[k]
+            out.append({"name": node.name, "public_key": k, "virtual_ip": node.virtual_ip,
+                        "role": self._role(net, mem), "online": k in self.online,
+                        "lan_route": mem.lan_route})
+        return out
