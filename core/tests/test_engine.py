@@ -217,11 +217,11 @@ def test_roaming_follows_authenticated_packets():
         p = Pair()
         await p.connect()
         new_ep = ("192.0.2.7", 40000)
-        # move a's transport to a new address (NAT rebinding)
-        p.a.transport.close()
-        t = p.net.transport(new_ep)
-        await t.start(asyncio.get_running_loop(), p.a.on_datagram)
-        p.a.transport = t
+        # a's address changes under the same socket (NAT rebinding)
+        t = p.a.transport
+        del p.net.transports[t.addr]
+        t.addr = new_ep
+        p.net.transports[new_ep] = t
         p.tun_a.inject(ipv4_packet(A_IP, B_IP))
         await p.settle()
         assert p.pb.endpoint == new_ep

@@ -1,10 +1,21 @@
-"""The data plane: interface <-> sessions <-> transport.
+"""The data plane: interface <-> sessions <-> transports.
 
-This is the hot path (ARCHITECTURE §4): the two readers below drain their file
+This is the hot path (ARCHITECTURE §4): the readers below drain their file
 descriptor in a loop each time it becomes readable, and per packet do only a
 dict lookup, one AEAD call and one syscall. No hook call, no task, no log call
 per packet; counters are plain attribute increments. Everything slow (hand-
-shakes, timers, status) happens outside the loops.
+shakes, timers, status, path choice) happens outside the loops.
+
+Paths: a peer is sent to with ``peer.send(packet, peer.endpoint)``, where
+``send`` belongs to the transport (``peer.via``) the peer was last reached on:
+the node's UDP socket, an extra socket opened for hole punching, or a relay.
+An authenticated packet arriving by another path moves the peer there
+(roaming), unless ``path_policy`` says to stay (e.g. keep a working direct
+path rather than follow a late packet from the relay).
+
+Modes: ``tun`` routes IPv4/IPv6 packets by destination address; ``tap``
+routes Ethernet frames by destination MAC. In both, a packet from a peer must
+carry that peer's own source address (IP or MAC), or it is dropped.
 
 Lock rules: none; everything runs on the node's one event loop thread.
 """
@@ -17,6 +28,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 
@@ -33,6 +45,11 @@ TUN_BATCH = 512
 TICK_INTERVAL = 0.25
 ZERO4 = b"\x00\x00\x00\x00"
 
+#: handler(data, addr, via) for datagrams of a registered first byte (probes, discovery).
+DatagramHandler = Callable[[bytes, Endpoint, Any], None]
+#: path_policy(peer, addr, via) -> True to move the peer to this path.
+PathPolicy = Callable[[Peer, Endpoint, Any], bool]
+
 
 @dataclass
 class DropCounters:
@@ -48,11 +65,15 @@ class DropCounters:
     send_failed: int = 0      # transport buffer full or unreachable
 
 
+def always_roam(peer: Peer, addr: Endpoint, via: Any) -> bool:
+    return True
+
+
 class Engine:
     def __init__(self, local: StaticKeypair, tun_fd: int, transport: Transport,
                  ciphers: tuple[int, ...] = (wire.CIPHER_CHACHA20_POLY1305,),
                  timers: Timers | None = None, clock: Callable[[], float] = time.monotonic,
-                 eager: bool = True) -> None:
+                 eager: bool = True, mode: str = "tun") -> None:
         self.local = local
         self.tun_fd = tun_fd
         self.transport = transport
@@ -60,17 +81,24 @@ class Engine:
         self.timers = timers or Timers()
         self.clock = clock
         self.eager = eager
+        self.l2 = mode == "tap"
         self.table = IndexTable()
         self.peers: dict[bytes, Peer] = {}        # public key -> peer
-        self.routes: dict[bytes, Peer] = {}       # packed virtual IPv4 -> peer
+        # TUN: packed IPv4 and IPv6 overlay address -> peer; TAP: MAC -> peer
+        self.routes: dict[bytes, Peer] = {}
         self.drops = DropCounters()
         self.frame_handlers: list[FrameHandler] = []
+        self.datagram_handlers: dict[int, DatagramHandler] = {}
+        self.path_policy: PathPolicy = always_roam
         self.on_peer_up: Callable[[Peer], None] = lambda p: None
         self._last_ts = 0
         self._tick_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------ peers
+    def _route_keys(self, p: Peer) -> list[bytes]:
+        return [p.mac] if self.l2 else [p.vip_packed, p.vip6_packed]
+
     def add_peer(self, name: str, public_key: bytes, virtual_ip: str,
                  endpoint: Endpoint | None, candidates: list[Endpoint] | None = None) -> Peer:
         """Add a peer, or update the name, address and candidates of a known one."""
@@ -79,24 +107,30 @@ class Engine:
         p = self.peers.get(public_key)
         if p is None:
             p = Peer(name, public_key, virtual_ip, endpoint, self.table, self.timers)
+            p.via, p.send = self.transport, self.transport.send
             self.peers[public_key] = p
         else:
             p.name = name
             if p.virtual_ip != virtual_ip:
-                self.routes.pop(p.vip_packed, None)
+                self._unroute(p)
                 p.set_virtual_ip(virtual_ip)
             if p.endpoint is None or p.current is None:
                 p.endpoint = endpoint
         p.candidates = list(candidates or ([] if endpoint is None else [endpoint]))
-        self.routes[p.vip_packed] = p
+        for k in self._route_keys(p):
+            self.routes[k] = p
         return p
+
+    def _unroute(self, p: Peer) -> None:
+        for k in self._route_keys(p):
+            if self.routes.get(k) is p:
+                del self.routes[k]
 
     def remove_peer(self, public_key: bytes) -> None:
         p = self.peers.pop(public_key, None)
         if p is not None:
             p.expire_all()
-            if self.routes.get(p.vip_packed) is p:
-                del self.routes[p.vip_packed]
+            self._unroute(p)
 
     def _timestamp(self) -> int:
         ts = max(time.time_ns(), self._last_ts + 1)
@@ -109,7 +143,11 @@ class Engine:
         loop = asyncio.get_running_loop()
         self._loop = loop
         await self.transport.start(loop, self.on_datagram)
-        loop.add_reader(self.tun_fd, self.on_tun_readable)
+        # The transport may rebind its send at start: refresh what peers hold.
+        for p in self.peers.values():
+            if p.via is self.transport:
+                p.send = self.transport.send
+        loop.add_reader(self.tun_fd, self.on_tap_readable if self.l2 else self.on_tun_readable)
         if autotick:
             self._tick_task = loop.create_task(self._tick_loop())
 
@@ -133,26 +171,12 @@ class Engine:
 
     def tick(self) -> None:
         now = self.clock()
-        send = self.transport.send
         for p in list(self.peers.values()):
             for pkt in p.tick(now, self.local, self._timestamp(), self.ciphers, self.eager):
                 if pkt[:4] == wire.INIT_PREFIX:
                     self._send_initiation(p, pkt)
                 else:
-                    self._send(send, pkt, p.endpoint)
-
-    def _send_initiation(self, peer: Peer, pkt: bytes) -> None:
-        """Without a working session, try every known candidate address at once.
-
-        Whichever answers wins (roaming moves the endpoint to it); duplicates
-        that arrive by several paths are refused by the initiation timestamp.
-        """
-        targets = [peer.endpoint]
-        if peer.current is None:
-            targets += [c for c in peer.candidates if c != peer.endpoint]
-        for ep in targets:
-            if ep is not None:
-                self._send(self.transport.send, pkt, ep)
+                    self._send(p.send, pkt, p.endpoint)
 
     def _send(self, send: Callable[[bytes, Endpoint], None], pkt: bytes, ep: Endpoint) -> None:
         try:
@@ -160,26 +184,37 @@ class Engine:
         except OSError:
             self.drops.send_failed += 1
 
+    def _send_initiation(self, peer: Peer, pkt: bytes) -> None:
+        """Without a working session, try every known candidate address at once.
+
+        Whichever answers wins (roaming moves the endpoint to it); duplicates
+        that arrive by several paths are refused by the initiation timestamp.
+        """
+        self._send(peer.send, pkt, peer.endpoint)
+        if peer.current is None:
+            main = self.transport.send
+            for ep in peer.candidates:
+                if ep != peer.endpoint:
+                    self._send(main, pkt, ep)
+
     # ------------------------------------------------------------ hot path: interface -> peer
     def on_tun_readable(self) -> None:
         read = os.read
         fd = self.tun_fd
         routes = self.routes
-        send = self.transport.send
         for _ in range(TUN_BATCH):
             try:
                 pkt = read(fd, 65536)
-            except BlockingIOError:
+            except OSError:  # BlockingIOError: drained
                 return
-            except OSError:
-                return
-            if len(pkt) < 20:
+            v = pkt[0] >> 4 if pkt else 0
+            if v == 4 and len(pkt) >= 20:
+                peer = routes.get(pkt[16:20])
+            elif v == 6 and len(pkt) >= 40:
+                peer = routes.get(pkt[24:40])
+            else:
                 self.drops.malformed += 1
                 continue
-            if pkt[0] >> 4 == 4:
-                peer = routes.get(pkt[16:20])
-            else:
-                peer = None
             if peer is None:
                 self._unrouted(pkt)
                 continue
@@ -192,7 +227,40 @@ class Engine:
             ctr = c.to_bytes(8, "little")
             header = s._header_prefix + ctr
             try:
-                send(header + s.encrypt(ZERO4 + ctr, pkt, header), peer.endpoint)
+                peer.send(header + s.encrypt(ZERO4 + ctr, pkt, header), peer.endpoint)
+            except OSError:
+                self.drops.send_failed += 1
+                continue
+            st = peer.stats
+            st.tx_packets += 1
+            st.tx_bytes += len(pkt)
+
+    def on_tap_readable(self) -> None:
+        read = os.read
+        fd = self.tun_fd
+        routes = self.routes
+        for _ in range(TUN_BATCH):
+            try:
+                pkt = read(fd, 65536)
+            except OSError:
+                return
+            if len(pkt) < 14:
+                self.drops.malformed += 1
+                continue
+            peer = routes.get(pkt[0:6])
+            if peer is None:  # broadcast, multicast or unknown MAC
+                self._unrouted(pkt)
+                continue
+            s = peer.current
+            if s is None:
+                self._stage(peer, pkt)
+                continue
+            c = s.send_counter
+            s.send_counter = c + 1
+            ctr = c.to_bytes(8, "little")
+            header = s._header_prefix + ctr
+            try:
+                peer.send(header + s.encrypt(ZERO4 + ctr, pkt, header), peer.endpoint)
             except OSError:
                 self.drops.send_failed += 1
                 continue
@@ -208,7 +276,7 @@ class Engine:
 
     def _stage(self, peer: Peer, pkt: bytes) -> None:
         peer.staged.append(pkt)
-        if peer.initiator is None and peer.endpoint is not None:
+        if peer.initiator is None and (peer.endpoint is not None or peer.candidates):
             hs = peer.begin_handshake(self.local, self.clock(), self._timestamp(), self.ciphers)
             if hs is not None:
                 self._send_initiation(peer, hs)
@@ -219,13 +287,14 @@ class Engine:
         if s is None or peer.endpoint is None:
             self._stage(peer, pkt)
             return False
-        self._send(self.transport.send, s.seal(pkt), peer.endpoint)
+        self._send(peer.send, s.seal(pkt), peer.endpoint)
         peer.stats.tx_packets += 1
         peer.stats.tx_bytes += len(pkt)
         return True
 
     # ------------------------------------------------------------ hot path: transport -> interface
-    def on_datagram(self, data: bytes, addr: Endpoint) -> None:
+    def on_datagram(self, data: bytes, addr: Endpoint, via: Any = None) -> None:
+        """A datagram from a transport; ``via`` is that transport (None: the main one)."""
         if data[:4] == wire.DATA_PREFIX and len(data) >= 32:
             s = self.table.sessions.get(int.from_bytes(data[4:8], "little"))
             if s is None:
@@ -244,13 +313,18 @@ class Engine:
             peer.last_rx = s
             if not s.confirmed:
                 self._confirm(peer)
-            if addr != peer.endpoint:
-                self._roam(peer, addr)
+            if addr != peer.endpoint or (via or self.transport) is not peer.via:
+                self._roam(peer, addr, via or self.transport)
             st = peer.stats
             st.rx_packets += 1
             if not pt:
                 return  # keepalive
-            if pt[12:16] != peer.vip_packed or pt[0] >> 4 != 4:
+            if self.l2:
+                if pt[6:12] != peer.mac:
+                    self.drops.spoofed_source += 1
+                    return
+            elif not (pt[12:16] == peer.vip_packed and pt[0] >> 4 == 4) and \
+                    not self._v6_source_ok(peer, pt):
                 self.drops.spoofed_source += 1
                 return
             st.rx_bytes += len(pt)
@@ -259,12 +333,26 @@ class Engine:
             except OSError:
                 pass
             return
-        self._control_datagram(data, addr)
+        self._control_datagram(data, addr, via)
+
+    @staticmethod
+    def _v6_source_ok(peer: Peer, pt: bytes) -> bool:
+        """IPv6 from a peer: its overlay address, or link-local to a multicast group."""
+        if len(pt) < 40 or pt[0] >> 4 != 6:
+            return False
+        src = pt[8:24]
+        return src == peer.vip6_packed or (src[:2] == b"\xfe\x80" and pt[24] == 0xFF)
 
     # ------------------------------------------------------------ slow path
-    def _roam(self, peer: Peer, addr: Endpoint) -> None:
-        log.info("peer %s: endpoint %s -> %s", peer.name, peer.endpoint, addr)
+    def _roam(self, peer: Peer, addr: Endpoint, via: Any) -> None:
+        if not self.path_policy(peer, addr, via):
+            return
+        if addr != peer.endpoint or via is not peer.via:
+            log.info("peer %s: path %s %s -> %s %s", peer.name, getattr(peer.via, "name", "?"),
+                     peer.endpoint, getattr(via, "name", "?"), addr)
         peer.endpoint = addr
+        peer.via = via
+        peer.send = via.send
 
     def _confirm(self, peer: Peer) -> None:
         peer.confirm_next()
@@ -275,22 +363,26 @@ class Engine:
             self.send_to_peer(peer, pkt)
         self.on_peer_up(peer)
 
-    def _control_datagram(self, data: bytes, addr: Endpoint) -> None:
+    def _control_datagram(self, data: bytes, addr: Endpoint, via: Any) -> None:
         head = data[:4]
         try:
             if head == wire.INIT_PREFIX:
-                self._on_initiation(wire.decode_init(data), addr)
+                self._on_initiation(wire.decode_init(data), addr, via or self.transport)
             elif head == wire.RESP_PREFIX:
-                self._on_response(wire.decode_resp(data), addr)
+                self._on_response(wire.decode_resp(data), addr, via or self.transport)
             else:
-                self.drops.malformed += 1
+                h = self.datagram_handlers.get(data[0]) if data else None
+                if h is None:
+                    self.drops.malformed += 1
+                else:
+                    h(data, addr, via or self.transport)
         except wire.MalformedPacket:
             self.drops.malformed += 1
         except HandshakeError as e:
             self.drops.handshake += 1
             log.debug("handshake from %s rejected: %s", addr, e)
 
-    def _on_initiation(self, msg: wire.HandshakeInit, addr: Endpoint) -> None:
+    def _on_initiation(self, msg: wire.HandshakeInit, addr: Endpoint, via: Any) -> None:
         found: list[Peer] = []
 
         def accept(remote_static: bytes, ts: int) -> bool:
@@ -302,20 +394,17 @@ class Engine:
 
         resp = handshake.respond(self.local, msg, self.table.allocate(), accept, self.ciphers)
         peer = found[0]
-        now = self.clock()
-        peer.on_initiation(resp.keys, resp.timestamp_ns, now)
-        if addr != peer.endpoint:
-            self._roam(peer, addr)
-        self._send(self.transport.send, resp.packet, addr)
+        peer.on_initiation(resp.keys, resp.timestamp_ns, self.clock())
+        self._roam(peer, addr, via)
+        self._send(via.send, resp.packet, addr)
         log.debug("peer %s: answered handshake from %s", peer.name, addr)
 
-    def _on_response(self, msg: wire.HandshakeResp, addr: Endpoint) -> None:
+    def _on_response(self, msg: wire.HandshakeResp, addr: Endpoint, via: Any) -> None:
         peer = self.table.pending.get(msg.receiver)
         if peer is None:
             raise HandshakeError("response to no pending handshake")
         s = peer.on_response(msg, self.clock())
-        if addr != peer.endpoint:
-            self._roam(peer, addr)
+        self._roam(peer, addr, via)
         log.info("peer %s: tunnel up (%s, rtt %.1f ms)", peer.name,
                  wire.CIPHER_NAMES[s.cipher], peer.rtt_ms or 0.0)
         staged = peer.take_staged()
@@ -323,7 +412,7 @@ class Engine:
             for pkt in staged:
                 self.send_to_peer(peer, pkt)
         else:  # confirm the session to the responder right away
-            self._send(self.transport.send, s.seal(b""), peer.endpoint)
+            self._send(peer.send, s.seal(b""), peer.endpoint)
         self.on_peer_up(peer)
 
     def drop_counts(self) -> dict[str, int]:

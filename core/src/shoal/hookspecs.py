@@ -112,6 +112,14 @@ def shoal_lifecycle_peer_down(context: PluginContext, peer_name: str, public_key
     """A tunnel to a peer was torn down or timed out."""
 
 
+@hookspec
+def shoal_status_extend(status: dict[str, Any], context: PluginContext) -> None:
+    """Add this plugin's figures to ``shoal status --json`` (e.g. ``status["ipx"] = {...}``).
+
+    Extend only: never change or remove keys the contract defines.
+    """
+
+
 # --------------------------------------------------------------------- server
 @hookspec
 def shoal_server_register_services(

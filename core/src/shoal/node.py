@@ -17,6 +17,7 @@ from typing import Any
 import pluggy
 
 from shoal import __version__, wire
+from shoal.addressing import ipv6_for, mac_for_key, mac_str
 from shoal.api import ApiServer
 from shoal.config import NodeConfig, parse_endpoint, plugin_settings
 from shoal.control import messages as m
@@ -32,12 +33,12 @@ from shoal.tun import LinuxTun, TunDevice
 
 log = logging.getLogger(__name__)
 
-TunFactory = Callable[[NodeConfig], TunDevice]
+TunFactory = Callable[[NodeConfig, bytes], TunDevice]
 
 
-def linux_tun(cfg: NodeConfig) -> TunDevice:
+def linux_tun(cfg: NodeConfig, mac: bytes | None = None) -> TunDevice:
     return LinuxTun(cfg.interface.name, cfg.interface.address, cfg.interface.mtu,
-                    cfg.interface.mode)
+                    cfg.interface.mode, mac)
 
 
 def load_keypair(cfg: NodeConfig, pm: pluggy.PluginManager, create: bool = True) -> StaticKeypair:
@@ -82,8 +83,9 @@ class Node:
                         rekey_after_messages=t.rekey_after_messages, keepalive=t.keepalive)
         ciphers = tuple(wire.CIPHER_IDS[c] for c in t.ciphers)
         try:
-            self.tun = self.tun_factory(cfg)
-            self.engine = Engine(self.keypair, self.tun.fileno(), transport, ciphers, timers)
+            self.tun = self.tun_factory(cfg, mac_for_key(self.keypair.public))
+            self.engine = Engine(self.keypair, self.tun.fileno(), transport, ciphers, timers,
+                                 mode=cfg.interface.mode)
             self.engine.on_peer_up = self._peer_up
             self.pm.hook.shoal_frames_register_handlers(
                 register=self.engine.frame_handlers.append, context=self.context)
@@ -256,8 +258,8 @@ class Node:
                 "virtual_ip": p.virtual_ip,
                 "online": online,
                 "networks": info.networks if info else [],
-                "path": "direct" if online else "none",
-                "transport": eng.transport.name if online else None,
+                "path": (getattr(p.via, "kind", "direct") if online else "none"),
+                "transport": getattr(p.via, "name", None) if online else None,
                 "endpoint": _fmt_endpoint(p.endpoint),
                 "rtt_ms": None if p.rtt_ms is None else round(p.rtt_ms, 2),
                 "rx_bytes": p.stats.rx_bytes,
@@ -278,7 +280,7 @@ class Node:
                      "online": n.online, "join_mode": n.join_mode,
                      "member_limit": n.member_limit, "pending": n.pending}
                     for n in (ctl.networks if ctl else [])]
-        return {
+        status = {
             "node": {
                 "name": self.cfg.name,
                 "version": __version__,
@@ -289,12 +291,17 @@ class Node:
                 "server_error": ctl.last_error if ctl else None,
                 "nat": {"mapping": "unknown", "filtering": "unknown", "public_endpoint": None},
                 "interface": self.tun.name if self.tun else None,
+                "mode": self.cfg.interface.mode,
+                "mac": mac_str(mac_for_key(self.keypair.public)),
+                "virtual_ip6": ipv6_for(self.virtual_ip) if self.virtual_ip else None,
                 "listen": eng.transport.local_endpoints(),
                 "drops": eng.drop_counts(),
             },
             "networks": networks,
             "peers": peers,
         }
+        self.pm.hook.shoal_status_extend(status=status, context=self.context)
+        return status
 
 
 def _fmt_endpoint(ep: Any) -> str | None:

@@ -33,8 +33,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from shoal import wire
+from shoal.addressing import ipv6_for, mac_for_key
 from shoal.handshake import HandshakeError, Initiator, SessionKeys, new_index
 from shoal.identity import StaticKeypair, encode_key
 from shoal.session import REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, Session
@@ -52,6 +54,10 @@ RESPONDER_REKEY_DELAY = 10.0
 STAGED_MAX = 128
 
 Endpoint = tuple  # transport-specific address, e.g. ("198.51.100.2", 41641)
+
+
+def _no_path(data: bytes, endpoint: Endpoint) -> None:
+    raise OSError("no path to this peer yet")
 
 
 class PeerState(Enum):
@@ -98,8 +104,13 @@ class Peer:
         self.name = name
         self.public_key = public_key
         self.public_key_b64 = encode_key(public_key)
+        self.mac = mac_for_key(public_key)
         self.set_virtual_ip(virtual_ip)
         self.endpoint = endpoint
+        # The path: the transport the peer is reached on and its send function
+        # (set by the engine; see engine.py "Paths").
+        self.via: Any = None
+        self.send: Callable[[bytes, Endpoint], None] = _no_path
         self.candidates: list[Endpoint] = [] if endpoint is None else [endpoint]
         self.table = table
         self.timers = timers or Timers()
@@ -127,6 +138,7 @@ class Peer:
     def set_virtual_ip(self, virtual_ip: str) -> None:
         self.virtual_ip = virtual_ip
         self.vip_packed = ipaddress.IPv4Address(virtual_ip).packed
+        self.vip6_packed = ipaddress.IPv6Address(ipv6_for(virtual_ip)).packed
 
     # ------------------------------------------------------------ state
     @property

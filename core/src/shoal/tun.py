@@ -10,8 +10,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import subprocess
 from typing import Protocol, runtime_checkable
 
+from shoal.addressing import ULA_PREFIX_LEN, ipv6_for
 from shoal.errors import ShoalError
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,8 @@ class LinuxTun:
     that exits (cleanly or not) leaves no interface behind.
     """
 
-    def __init__(self, name: str, address: str | None, mtu: int, mode: str = "tun") -> None:
+    def __init__(self, name: str, address: str | None, mtu: int, mode: str = "tun",
+                 mac: bytes | None = None) -> None:
         try:
             import pytun
         except ImportError as e:  # pragma: no cover - dependency of the distribution
@@ -50,11 +53,11 @@ class LinuxTun:
         self.mode = mode
         self.mtu = mtu
         self._dev.mtu = mtu
-        if address:
-            iface = ipaddress.ip_interface(address)
-            self._dev.addr = str(iface.ip)
-            self._dev.netmask = str(iface.netmask)
+        if mac is not None and mode == "tap":
+            self._dev.hwaddr = mac
         self._dev.up()
+        if address:
+            self.set_address(address)
         os.set_blocking(self._dev.fileno(), False)
         log.info("interface %s up (%s, mtu %d, %s)", self.name, mode, mtu, address or "no address")
 
@@ -62,9 +65,15 @@ class LinuxTun:
         return self._dev.fileno()
 
     def set_address(self, address: str) -> None:
+        """Set the IPv4 overlay address and its IPv6 twin (see ``addressing``)."""
         iface = ipaddress.ip_interface(address)
         self._dev.addr = str(iface.ip)
         self._dev.netmask = str(iface.netmask)
+        v6 = f"{ipv6_for(str(iface.ip))}/{ULA_PREFIX_LEN}"
+        r = subprocess.run(["ip", "-6", "addr", "replace", v6, "dev", self.name, "nodad"],
+                           capture_output=True, text=True)
+        if r.returncode != 0:  # IPv6 disabled on this host: IPv4 still works
+            log.warning("interface %s: no IPv6 overlay address: %s", self.name, r.stderr.strip())
 
     def close(self) -> None:
         try:
