@@ -8,6 +8,7 @@ interface, the sockets and the API socket on the way out.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 from collections.abc import Callable
@@ -60,24 +61,35 @@ class Node:
         self.tun: TunDevice | None = None
         self.api: ApiServer | None = None
         self.control: ControlClient | None = None
+        self.transports: list[Any] = []
         self.server_peers: dict[bytes, m.PeerInfo] = {}   # tunnels the server asked for
         self.offline_peers: dict[bytes, m.PeerInfo] = {}  # known members, now offline
         self._address = cfg.interface.address
         self.ready = asyncio.Event()
 
-    def _transport(self) -> Transport:
-        transports = [t for t in self.pm.hook.shoal_transport_create(context=self.context) if t]
-        if not transports:
+    def _transports(self) -> Transport:
+        """All transports plugins offer; returns the main one (the first direct one)."""
+        self.transports = [t for t in self.pm.hook.shoal_transport_create(context=self.context)
+                           if t]
+        direct = [t for t in self.transports if getattr(t, "kind", "direct") == "direct"]
+        if not direct:
             raise ShoalError("no transport plugin is enabled: add \"udp\" to 'plugins' "
                              "(pip install shoal-transport-udp)")
-        return transports[0]  # type: ignore[no-any-return]
+        return direct[0]  # type: ignore[no-any-return]
+
+    def relay(self) -> Any:
+        """The relay transport, if one is ready."""
+        for t in self.transports:
+            if getattr(t, "kind", None) == "relay" and getattr(t, "ready", False):
+                return t
+        return None
 
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
         self.keypair = load_keypair(cfg, self.pm)
         control_task: asyncio.Task[None] | None = None
         waiters: list[asyncio.Task[Any]] = []
-        transport = self._transport()
+        transport = self._transports()
         t = cfg.tunnel
         timers = Timers(rekey_after_time=t.rekey_after_time,
                         rekey_after_messages=t.rekey_after_messages, keepalive=t.keepalive)
@@ -93,6 +105,11 @@ class Node:
                 ep = parse_endpoint(p.endpoint) if p.endpoint else None
                 self.engine.add_peer(p.name, decode_public_key(p.public_key), p.virtual_ip, ep)
             await self.engine.start()
+            self.engine.path_policy = prefer_direct
+            loop = asyncio.get_running_loop()
+            for t in self.transports:
+                if t is not transport:
+                    await t.start(loop, functools.partial(self.engine.on_datagram, via=t))
             self.api = ApiServer(cfg.api_socket, self.handle_api)
             await self.api.start()
             if cfg.server is not None:
@@ -137,6 +154,9 @@ class Node:
                              udp_port, self._on_welcome, self._on_peers, self._join_configured)
 
     def _on_welcome(self, w: m.Welcome) -> None:
+        for t in self.transports:
+            if hasattr(t, "on_welcome"):
+                t.on_welcome(w)
         address = f"{w.virtual_ip}/{w.prefix_len}"
         if address != self._address:
             if self.tun is not None and hasattr(self.tun, "set_address"):
@@ -165,7 +185,11 @@ class Node:
             existing = eng.peers.get(key)
             endpoint = existing.endpoint if existing and existing.current else \
                 (candidates[0] if candidates else None)
-            eng.add_peer(info.name, key, info.virtual_ip, endpoint, candidates)
+            peer = eng.add_peer(info.name, key, info.virtual_ip, endpoint, candidates)
+            relay = self.relay()
+            if existing is None and relay is not None:
+                # Start on the relay at once; a direct path takes over when one answers.
+                peer.via, peer.send, peer.endpoint = relay, relay.send, relay.endpoint_for(key)
             self.server_peers[key] = info
             self.offline_peers.pop(key, None)
         for k in msg.down:
@@ -218,6 +242,9 @@ class Node:
             await self.api.close()
         if self.engine is not None:
             self.engine.stop()
+        for t in self.transports:
+            if self.engine is None or t is not self.engine.transport:
+                t.close()
         if self.tun is not None:
             self.tun.close()
         log.info("node %s stopped", self.cfg.name)
@@ -302,6 +329,20 @@ class Node:
         }
         self.pm.hook.shoal_status_extend(status=status, context=self.context)
         return status
+
+
+def prefer_direct(peer: Peer, addr: Any, via: Any) -> bool:
+    """Path policy: follow the peer anywhere, except from a live direct path to the relay.
+
+    A direct path counts as live while the traversal agent has not declared it
+    dead (``peer.direct_dead``); without an agent, only a peer that has never
+    been reached directly is followed onto the relay.
+    """
+    if getattr(via, "kind", "direct") != "relay":
+        return True
+    if getattr(peer.via, "kind", "direct") == "relay":
+        return True
+    return bool(getattr(peer, "direct_dead", False)) or peer.current is None
 
 
 def _fmt_endpoint(ep: Any) -> str | None:

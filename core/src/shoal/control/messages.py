@@ -5,7 +5,7 @@ validated into a frozen pydantic model; unknown fields are ignored (forward
 compatible), wrong types and values are errors. The closed union per
 direction is consumed with ``match``.
 
-Node -> server: hello, request, heartbeat, bye.
+Node -> server: hello, request, report, heartbeat, bye.
 Server -> node: welcome, result, networks, peers, heartbeat, error.
 """
 
@@ -45,6 +45,22 @@ class Request(Msg):
     id: int = Field(ge=0)
     op: Op
     args: dict[str, Any] = Field(default_factory=dict)
+
+
+class NatInfo(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    mapping: str = "unknown"        # RFC 4787 words
+    filtering: str = "unknown"
+    public_endpoint: str | None = None
+    udp: bool = True                # False: UDP is blocked, only TCP works
+
+
+class Report(Msg):
+    """What discovery found: the node's candidates and NAT behaviour (trickled)."""
+
+    type: Literal["report"] = "report"
+    endpoints: list[Endpoint] = Field(default_factory=list, max_length=16)
+    nat: NatInfo = Field(default_factory=NatInfo)
 
 
 class Heartbeat(Msg):
@@ -103,12 +119,24 @@ ARGS: dict[str, type[Args]] = {
 
 
 # ------------------------------------------------------------ server -> node
+class RelayGrant(BaseModel):
+    """A relay the node may use, and the credential the relay checks (see relay plugin)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    udp: str | None = None          # "203.0.113.10:3480"
+    tcp: str | None = None
+    token: str                      # base64 HMAC(relay secret, node key | expiry)
+    expires: int
+
+
 class Welcome(Msg):
     type: Literal["welcome"] = "welcome"
     virtual_ip: str
     prefix_len: int = Field(ge=8, le=30)
     server_version: str = ""
     observed: str | None = None    # the node's address as the server saw it
+    discovery: list[str] = Field(default_factory=list)   # RFC 5780 endpoints, config order
+    relays: list[RelayGrant] = Field(default_factory=list)
 
 
 class Result(Msg):
@@ -144,6 +172,7 @@ class PeerInfo(BaseModel):
     virtual_ip: str
     endpoints: list[str] = Field(default_factory=list)
     networks: list[str] = Field(default_factory=list)
+    nat: NatInfo = Field(default_factory=NatInfo)
 
 
 class Peers(Msg):
@@ -163,7 +192,7 @@ class ErrorMsg(Msg):
     error: str
 
 
-ToServer = Annotated[Hello | Request | Heartbeat | Bye, Field(discriminator="type")]
+ToServer = Annotated[Hello | Request | Report | Heartbeat | Bye, Field(discriminator="type")]
 ToNode = Annotated[Welcome | Result | Networks | Peers | Heartbeat | ErrorMsg,
                    Field(discriminator="type")]
 _to_server: TypeAdapter[Any] = TypeAdapter(ToServer)
@@ -193,7 +222,7 @@ def _decode(adapter: TypeAdapter[Any], data: bytes) -> Any:
         raise BadMessage(f"invalid {obj.get('type')!r} message: {e.errors()[0]['msg']}") from None
 
 
-def decode_to_server(data: bytes) -> Hello | Request | Heartbeat | Bye:
+def decode_to_server(data: bytes) -> Hello | Request | Report | Heartbeat | Bye:
     return _decode(_to_server, data)  # type: ignore[no-any-return]
 
 

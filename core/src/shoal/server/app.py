@@ -75,6 +75,9 @@ class Server:
         self.sessions: dict[str, Session] = {}
         self.counters = ServerCounters()
         self.services = services or []
+        # callables key -> RelayGrant, added by relay plugins (shoal_server_register_services)
+        self.relay_granters: list[Any] = []
+        self.relay_service: Any = None
         self._tcp: asyncio.base_events.Server | None = None
         self._discovery: list[asyncio.DatagramTransport] = []
         self.ready = asyncio.Event()
@@ -147,6 +150,8 @@ class Server:
                 await self._flush_once(session)
                 return
             self.counters.logins += 1
+            welcome = welcome.model_copy(update={"discovery": list(self.cfg.discovery),
+                                                 "relays": self.relay_grants(key)})
             session.push(welcome)
             self.deliver(out)
             sender = asyncio.create_task(self._sender(session))
@@ -226,6 +231,8 @@ class Server:
                 self._drop(s)
             case m.Request():
                 s.push(await self._request(s.key, msg))
+            case m.Report():
+                self.deliver(self.coord.report(s.key, msg))
             case m.Hello():
                 raise m.BadMessage("hello sent twice")
 
@@ -278,6 +285,10 @@ class Server:
             case "delete", m.NetworkArgs():
                 return None, c.delete(key, a.name)
         raise RequestError("invalid", f"unknown operation {op!r}")
+
+    def relay_grants(self, key: str) -> list[m.RelayGrant]:
+        """Relays this node may use: one grant per relay announced by plugins."""
+        return [grant(key) for grant in self.relay_granters]
 
     def status(self) -> dict[str, Any]:
         return {"online": len(self.sessions), "nodes": len(self.coord.nodes),

@@ -51,6 +51,7 @@ class PoolExhausted(Exception):
 class Online:
     name: str
     endpoints: list[str]
+    nat: m.NatInfo = field(default_factory=m.NatInfo)
     told: dict[str, m.PeerInfo] = field(default_factory=dict)   # peers this node was told about
 
 
@@ -126,6 +127,15 @@ class Coordinator:
         out += self._announce_networks(self.memberships.get(key, set()), skip=key)
         return welcome, out
 
+    def report(self, key: str, r: m.Report, observed: str | None = None) -> Outbox:
+        """New candidates / NAT findings from a node: peers get updated ``up`` entries."""
+        on = self.online.get(key)
+        if on is None:
+            return []
+        endpoints = list(dict.fromkeys(r.endpoints))  # keep order, drop duplicates
+        on.endpoints, on.nat = endpoints[:16], r.nat
+        return self._sync_many(self._neighbours(key))
+
     def logout(self, key: str) -> Outbox:
         if self.online.pop(key, None) is None:
             return []
@@ -163,8 +173,9 @@ class Coordinator:
         out = {}
         for other, nets in via.items():
             node = self.nodes[other]
+            on = self.online[other]
             out[other] = m.PeerInfo(public_key=other, name=node.name, virtual_ip=node.virtual_ip,
-                                    endpoints=self.online[other].endpoints, networks=nets)
+                                    endpoints=on.endpoints, networks=nets, nat=on.nat)
         return out
 
     def _sync_peers(self, key: str, full: bool = False) -> Outbox:

@@ -1,36 +1,78 @@
-"""Entry point ``relay``: settings for the relay client and server.
+"""Entry point ``relay``: relay client transport (nodes) and relay service (server).
 
-Not built yet: the relay service and client transport. Enabling the plugin
-validates ``[plugin.relay]`` and says at start-up that no relay path exists.
+Node side: a ``RelayClient`` transport that becomes ready once the node logs
+in and receives a relay grant. Server side (``plugins = ["relay"]`` in the
+server config): runs the relay in the server process and issues grants; other
+relays sharing the secret file can be announced too. ``shoal relay run``
+runs a standalone relay.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import base64
 import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shoal.config import parse_endpoint
+from shoal.config import parse_endpoint, read_toml
+from shoal.control.messages import RelayGrant
+from shoal.errors import ConfigError
 from shoal.hookspecs import hookimpl
+from shoal.identity import decode_public_key
 from shoal.plugin_context import PluginContext
+
+from shoal_transport_relay.client import RelayClient
+from shoal_transport_relay.protocol import make_token
+from shoal_transport_relay.service import SECRET_FILE, RelayService, load_secret
 
 log = logging.getLogger(__name__)
 
-NOT_YET = "relay transport is not implemented yet: peers without a direct path stay unreachable"
+GRANT_LIFETIME = 24 * 3600
+
+
+def _ep(v: str | None) -> str | None:
+    if v is not None:
+        parse_endpoint(v)
+    return v
+
+
+class AnnouncedRelay(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    udp: str | None = None
+    tcp: str | None = None
+    _u = field_validator("udp", "tcp")(_ep)
 
 
 class RelaySettings(BaseModel):
+    """``[plugin.relay]``: on a server, where the in-server relay listens and what to announce."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    listen_udp: str | None = None  # server side: "203.0.113.10:3480"
-    listen_tcp: str | None = None
+    listen_udp: str | None = None      # "203.0.113.10:3480"
+    listen_tcp: str | None = None      # "203.0.113.10:3480"
+    public_udp: str | None = None      # address nodes use, if not the listen address
+    public_tcp: str | None = None
+    secret_file: str | None = None     # default: STATE_DIR/relay.secret
+    rate_limit_mbps: float = Field(100.0, gt=0, le=100000)
+    announce: list[AnnouncedRelay] = Field(default_factory=list)   # standalone relays
 
-    @field_validator("listen_udp", "listen_tcp")
-    @classmethod
-    def _ep(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_endpoint(v)
-        return v
+    _v = field_validator("listen_udp", "listen_tcp", "public_udp", "public_tcp")(_ep)
+
+
+class StandaloneRelayConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    listen_udp: str | None = None
+    listen_tcp: str | None = None
+    secret_file: str
+    rate_limit_mbps: float = Field(100.0, gt=0, le=100000)
+    log_level: str = "info"
+    _v = field_validator("listen_udp", "listen_tcp")(_ep)
 
 
 @hookimpl
@@ -38,6 +80,89 @@ def shoal_config_register_settings(register):  # type: ignore[no-untyped-def]
     register("relay", RelaySettings)
 
 
+# ------------------------------------------------------------------ node side
 @hookimpl
-def shoal_lifecycle_node_up(context: PluginContext) -> None:
-    log.warning(NOT_YET)
+def shoal_transport_create(context: PluginContext) -> RelayClient | None:
+    node = context.node
+    if node is None or node.keypair is None:
+        return None
+    return RelayClient(node.keypair.public)
+
+
+@hookimpl
+def shoal_status_extend(status: dict[str, Any], context: PluginContext) -> None:
+    node = context.node
+    if node is None:
+        return
+    for t in getattr(node, "transports", []):
+        if isinstance(t, RelayClient):
+            status["relay"] = {"ready": t.ready, "mode": t.mode, "relay": t.relay,
+                               "rtt_ms": None if t.rtt_ms is None else round(t.rtt_ms, 2)}
+
+
+# ------------------------------------------------------------------ server side
+@hookimpl
+def shoal_server_register_services(register, context: PluginContext) -> None:  # type: ignore[no-untyped-def]
+    settings = context.settings_for("relay")
+    server = context.server
+    if not isinstance(settings, RelaySettings) or server is None:
+        return
+    secret_path = settings.secret_file or str(Path(context.config.state_dir) / SECRET_FILE)
+    secret = load_secret(secret_path, create=True)
+    relays: list[tuple[str | None, str | None]] = []
+    if settings.listen_udp or settings.listen_tcp:
+        service = RelayService(secret, settings.listen_udp, settings.listen_tcp,
+                               settings.rate_limit_mbps * 125_000)
+        register("relay", service.run)
+        server.relay_service = service
+        relays.append((settings.public_udp or settings.listen_udp,
+                       settings.public_tcp or settings.listen_tcp))
+    relays += [(r.udp, r.tcp) for r in settings.announce]
+
+    def granter(udp: str | None, tcp: str | None):  # type: ignore[no-untyped-def]
+        def grant(key_b64: str) -> RelayGrant:
+            expires = int(time.time()) + GRANT_LIFETIME
+            token = make_token(secret, decode_public_key(key_b64), expires)
+            return RelayGrant(udp=udp, tcp=tcp, token=base64.b64encode(token).decode(),
+                              expires=expires)
+        return grant
+
+    for udp, tcp in relays:
+        server.relay_granters.append(granter(udp, tcp))
+
+
+# ------------------------------------------------------------------ CLI
+def _cmd_relay_run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from shoal.config import _format_validation_error
+
+    try:
+        cfg = StandaloneRelayConfig.model_validate(read_toml(args.config))
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(args.config, e)) from None
+    logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    service = RelayService(load_secret(cfg.secret_file, create=False), cfg.listen_udp,
+                           cfg.listen_tcp, cfg.rate_limit_mbps * 125_000)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        task = asyncio.create_task(service.run())
+        await stop.wait()
+        task.cancel()
+
+    asyncio.run(main())
+    return 0
+
+
+@hookimpl
+def shoal_cli_register_commands(subparsers) -> None:  # type: ignore[no-untyped-def]
+    relay = subparsers.add_parser("relay", help="run a standalone relay")
+    rsub = relay.add_subparsers(dest="relay_command", metavar="SUBCOMMAND", required=True)
+    run = rsub.add_parser("run", help="run the relay in the foreground")
+    run.add_argument("-c", "--config", required=True, help="relay config (TOML)")
+    run.set_defaults(func=_cmd_relay_run)

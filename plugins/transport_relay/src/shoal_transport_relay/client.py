@@ -1,0 +1,199 @@
+"""The node's relay transport: UDP to the relay, TCP where UDP is blocked.
+
+Endpoints of relayed peers are ``("relay", <peer id hex>)``. Until the node
+has logged in (and so holds a grant) the transport is not ready and ``send``
+fails like an unreachable network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import socket
+import time
+from typing import Any
+
+from shoal.config import parse_endpoint
+from shoal.transport import Endpoint, Receive
+
+from shoal_transport_relay import protocol as p
+
+log = logging.getLogger(__name__)
+
+REFRESH = 15.0           # re-ALLOC: keeps the registration and the NAT mapping alive
+UDP_TRIES = 3
+UDP_TIMEOUT = 0.4
+
+
+class RelayClient:
+    name = "relay"
+    kind = "relay"
+
+    def __init__(self, local_key: bytes) -> None:
+        self.local_key = local_key
+        self.ready = False
+        self.mode: str | None = None        # "udp" | "tcp"
+        self.rtt_ms: float | None = None
+        self.relay: str | None = None
+        self.refused = 0
+        self._receive: Receive | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._grant: Any = None
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._alloced = asyncio.Event()
+        self._sent_ts = 0
+        self._ids: dict[str, bytes] = {}
+
+    @staticmethod
+    def endpoint_for(public_key: bytes) -> tuple[str, str]:
+        """How a peer is addressed through the relay."""
+        return ("relay", p.node_id(public_key).hex())
+
+    # ------------------------------------------------------------ transport API
+    async def start(self, loop: asyncio.AbstractEventLoop, receive: Receive) -> None:
+        self._loop = loop
+        self._receive = receive
+
+    def send(self, data: bytes, endpoint: Endpoint) -> None:
+        if not self.ready:
+            raise OSError("relay not ready")
+        dst = self._ids.get(endpoint[1])
+        if dst is None:
+            dst = self._ids[endpoint[1]] = bytes.fromhex(endpoint[1])
+        msg = p.encode_send(dst, data)
+        if self._udp is not None:
+            self._udp.sendto(msg)
+        elif self._tcp is not None:
+            self._tcp.write(len(msg).to_bytes(2, "big") + msg)
+        else:
+            raise OSError("relay not connected")
+
+    def local_endpoints(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._disconnect()
+
+    # ------------------------------------------------------------ grants
+    def on_welcome(self, welcome: Any) -> None:
+        if not welcome.relays:
+            return
+        self._grant = welcome.relays[0]
+        if self._task is None or self._task.done():
+            assert self._loop is not None
+            self._task = self._loop.create_task(self._run())
+
+    def _alloc_msg(self) -> bytes:
+        g = self._grant
+        token = base64.b64decode(g.token)
+        self._sent_ts = max(int(time.time() * 1000), self._sent_ts + 1)
+        self._sent_at = time.monotonic()
+        return p.encode_alloc(token, self.local_key, g.expires, self._sent_ts)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if not self.ready:
+                    await self._connect()
+                else:
+                    self._send_raw(self._alloc_msg())
+                await asyncio.sleep(REFRESH if self.ready else 2.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - keep trying; the relay may come back
+                log.debug("relay: %s", e)
+                self._disconnect()
+                await asyncio.sleep(2.0)
+
+    def _send_raw(self, msg: bytes) -> None:
+        if self._udp is not None:
+            self._udp.sendto(msg)
+        elif self._tcp is not None:
+            self._tcp.write(len(msg).to_bytes(2, "big") + msg)
+
+    async def _connect(self) -> None:
+        self._disconnect()
+        g = self._grant
+        loop = asyncio.get_running_loop()
+        if g.udp:
+            self._alloced.clear()
+            t, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpSide(self), remote_addr=parse_endpoint(g.udp), family=socket.AF_INET)
+            self._udp = t
+            for _ in range(UDP_TRIES):
+                t.sendto(self._alloc_msg())
+                try:
+                    await asyncio.wait_for(self._alloced.wait(), UDP_TIMEOUT)
+                    self._ready("udp", g.udp)
+                    return
+                except (asyncio.TimeoutError, TimeoutError):
+                    continue
+            t.close()
+            self._udp = None
+        if g.tcp:
+            self._alloced.clear()
+            host, port = parse_endpoint(g.tcp)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5.0)
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._tcp = writer
+            self._tcp_reader = loop.create_task(self._read_tcp(reader))
+            self._send_raw(self._alloc_msg())
+            await asyncio.wait_for(self._alloced.wait(), 5.0)
+            self._ready("tcp", g.tcp)
+            return
+        raise OSError("relay unreachable over UDP and TCP")
+
+    def _ready(self, mode: str, where: str) -> None:
+        if not self.ready or self.mode != mode:
+            log.info("relay ready via %s %s (rtt %.1f ms)", mode, where, self.rtt_ms or 0)
+        self.ready, self.mode, self.relay = True, mode, where
+        self.name = f"relay-{mode}"
+
+    async def _read_tcp(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                n = int.from_bytes(await reader.readexactly(2), "big")
+                self.on_message(await reader.readexactly(n))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        self.ready = False
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._tcp is not None:
+            self._tcp.close()
+            self._tcp = None
+
+    def on_message(self, data: bytes) -> None:
+        if len(data) < 3 or data[:2] != p.MAGIC:
+            return
+        kind = data[2]
+        if kind == p.DATA and len(data) > p.HEADER_LEN and self._receive is not None:
+            self._receive(data[p.HEADER_LEN:], ("relay", data[3:p.HEADER_LEN].hex()))
+        elif kind == p.ALLOCED:
+            self.rtt_ms = (time.monotonic() - self._sent_at) * 1000
+            self._alloced.set()
+        elif kind == p.REFUSED:
+            self.refused += 1
+            if len(data) > 3 and data[3] == p.REFUSE_NOT_REGISTERED:
+                self.ready = False  # the relay forgot us (restart): register again
+
+
+class _UdpSide(asyncio.DatagramProtocol):
+    def __init__(self, client: RelayClient) -> None:
+        self.client = client
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.client.on_message(data)
+
+    def error_received(self, exc: Exception) -> None:
+        pass
