@@ -41,8 +41,13 @@ the NAT pick new external ports for existing flows. ``classify`` is the RFC
 ``classify_site`` runs it inside a site's host.
 
 ``python -m shoal.testing.natlab`` (root) builds all six sites and prints
-their classification; the subcommands ``serve``, ``probe``, ``tcp-probe`` and
-``burst`` are the helpers the lab runs inside namespaces.
+their classification; the subcommands ``serve``, ``probe``, ``tcp-probe``,
+``burst``, ``punch`` and ``inject`` are the helpers the lab runs inside namespaces.
+
+Caveats: an endpoint-independent mapping here is a fixed function of the inside
+port (it never expires; only the filter entries do, and ``rebind`` changes it);
+there is no hairpinning; the symmetric NAT's ports are random, so two
+destinations share one with probability ~1/64000.
 """
 
 from __future__ import annotations
