@@ -28,3 +28,56 @@ def test_settings_validated():
         plugin_settings(cfg('rate_limit_pps = 0'), pm)
     with pytest.raises(ConfigError, match="unknown key"):
         plugin_settings(cfg("bogus = 1"), pm)
+
+
+# ------------------------------------------------------------------ wiring into a node
+from types import SimpleNamespace  # noqa: E402
+
+from shoal.identity import StaticKeypair, encode_key  # noqa: E402
+from shoal.plugin_context import PluginContext  # noqa: E402
+from shoal.testing.fakes import ipv4_packet  # noqa: E402
+from shoal_frames_broadcast.os_routes import route_commands  # noqa: E402
+
+
+def _fake_node(server_peers, static_peers=(), l2=False):
+    sent = []
+    engine = SimpleNamespace(peers={}, l2=l2, send_to_peer=lambda p, pkt: sent.append(p.name))
+    cfg = SimpleNamespace(peers=[SimpleNamespace(public_key=encode_key(k)) for k in static_peers])
+    node = SimpleNamespace(engine=engine, cfg=cfg, server_peers=server_peers, tun=None)
+    return node, sent
+
+
+def test_plugin_registers_a_flooder_that_uses_the_servers_networks():
+    pm = load_plugins(["broadcast"])
+    keys = {n: StaticKeypair.generate().public for n in ("bob", "carol", "static1", "x")}
+    server_peers = {keys["bob"]: SimpleNamespace(networks=["lan", "games"]),
+                    keys["carol"]: SimpleNamespace(networks=["lan"]),
+                    keys["x"]: SimpleNamespace(networks=[])}
+    node, sent = _fake_node(server_peers, static_peers=[keys["static1"]])
+    for n, k in keys.items():
+        node.engine.peers[k] = SimpleNamespace(name=n)
+    ctx = PluginContext(config=None, node=node)
+    handlers = []
+    pm.hook.shoal_frames_register_handlers(register=handlers.append, context=ctx)
+    assert len(handlers) == 1
+    assert handlers[0](ipv4_packet("100.64.0.2", "255.255.255.255")) is True
+    assert sorted(sent) == ["bob", "carol", "static1"]
+    status = {"node": {}}
+    pm.hook.shoal_status_extend(status=status, context=ctx)
+    b = status["broadcast"]
+    assert b["packets"] == 1 and b["copies"] == 3 and b["dropped_rate_limit"] == 0
+    assert b["networks"] == {"games": {"packets": 1, "copies": 1},
+                             "lan": {"packets": 1, "copies": 2},
+                             "static": {"packets": 1, "copies": 1}}
+    assert b["rate_limit_pps"] == 200 and b["burst"] == 200
+    pm.hook.shoal_lifecycle_node_down(context=ctx)
+
+
+def test_route_commands():
+    cmds = [" ".join(c) for c in route_commands("shoal0", "100.64.0.2", 10)]
+    assert "ip route replace 224.0.0.0/4 dev shoal0 metric 256" in cmds
+    assert "ip route replace 255.255.255.255/32 dev shoal0 src 100.64.0.2 metric 256" in cmds
+    assert ("ip route replace broadcast 100.127.255.255 dev shoal0 table local proto kernel "
+            "scope link src 100.64.0.2") in cmds
+    assert not any("255.255.255.255" in c for c in
+                   (" ".join(c) for c in route_commands("shoal0", None, None)))

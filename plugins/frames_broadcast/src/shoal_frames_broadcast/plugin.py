@@ -1,28 +1,122 @@
-"""Entry point ``broadcast``: broadcast/multicast settings.
+"""Entry point ``broadcast``: broadcast and multicast across every network a node shares.
 
-Not built yet: flooding broadcast and multicast to the network's peers.
-Enabling the plugin validates ``[plugin.broadcast]`` and says so at start-up;
-broadcast packets are dropped and counted as ``no_route``.
+Wiring only (STYLE habit 6): at start-up the plugin hands the engine one frame
+handler (``Flooder.handler``); on node up it steers the operating system's
+broadcast and multicast into the interface (``os_routes``) and keeps that in
+step with the address the server assigns; ``shoal status --json`` gains a
+``broadcast`` section with its counters.
+
+Which peers share a network comes from the coordination server
+(``node.server_peers[key].networks``); static ``[[peers]]`` form one network
+named ``static``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shoal.hookspecs import hookimpl
+from shoal.identity import decode_public_key
 from shoal.plugin_context import PluginContext
+from shoal_frames_broadcast.classify import directed_broadcast
+from shoal_frames_broadcast.fanout import Flooder
+from shoal_frames_broadcast.os_routes import iface_ipv4, route_commands, run_commands
+from shoal_frames_broadcast.token_bucket import TokenBucket
 
 log = logging.getLogger(__name__)
 
-NOT_YET = "broadcast flooding is not implemented yet: broadcast/multicast packets are dropped"
+STATIC_NETWORK = ("static",)
+WATCH_FAST, WATCH_SLOW = 0.25, 2.0
 
 
 class BroadcastSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rate_limit_pps: int = Field(200, ge=1, le=100000)  # per-node flood limit
+    rate_limit_pps: int = Field(200, ge=1, le=100000)  # per-node flood limit (packets/s)
+    burst: int | None = Field(None, ge=1, le=100000)    # bucket size; default: rate_limit_pps
+    configure_routes: bool = True  # route 224.0.0.0/4 and 255.255.255.255 into the interface
+
+
+class BroadcastRuntime:
+    """What the plugin holds for one running node."""
+
+    def __init__(self, node: Any, settings: BroadcastSettings) -> None:
+        self.node = node
+        self.settings = settings
+        engine = node.engine
+        self.static_keys = {decode_public_key(p.public_key) for p in node.cfg.peers}
+        burst = settings.burst or settings.rate_limit_pps
+        self.flooder = Flooder(engine.peers, engine.send_to_peer, self.networks_of,
+                               TokenBucket(settings.rate_limit_pps, burst, time.monotonic()),
+                               time.monotonic, engine.l2)
+        self.applied: tuple[str, int] | None = None
+        self.route_errors: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def networks_of(self, key: bytes) -> Sequence[str]:
+        info = self.node.server_peers.get(key)
+        if info is not None:
+            return info.networks  # type: ignore[no-any-return]
+        if key in self.static_keys:
+            return STATIC_NETWORK
+        return ()
+
+    # ------------------------------------------------------------ address and routes
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _watch(self) -> None:
+        """Follow the interface address: directed broadcast and routes track it."""
+        name = getattr(self.node.tun, "name", None)
+        if not name:
+            return
+        while True:
+            cur = iface_ipv4(name)
+            if cur is not None and cur != self.applied:
+                self.applied = cur
+                self.flooder.directed = directed_broadcast(*cur)
+                if self.settings.configure_routes:
+                    await self._configure(name, cur)
+            await asyncio.sleep(WATCH_SLOW if self.applied else WATCH_FAST)
+
+    async def _configure(self, iface: str, addr: tuple[str, int]) -> None:
+        errors = await run_commands(route_commands(iface, *addr))
+        self.route_errors = errors
+        for e in errors:
+            log.warning("broadcast: could not set up a route: %s", e)
+        if not errors:
+            log.info("broadcast: %s carries 224.0.0.0/4, 255.255.255.255 and %s/%d's broadcast",
+                     iface, addr[0], addr[1])
+
+    # ------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        s = self.settings
+        out = self.flooder.counters.as_dict()
+        out.update({
+            "rate_limit_pps": s.rate_limit_pps,
+            "burst": s.burst or s.rate_limit_pps,
+            "directed_broadcast": ".".join(str(b) for b in self.flooder.directed) or None,
+            "routes": {"configured": self.applied is not None and not self.route_errors
+                       and s.configure_routes, "errors": list(self.route_errors)},
+        })
+        return out
+
+
+_runtimes: dict[int, BroadcastRuntime] = {}
+
+
+def _runtime(context: PluginContext) -> BroadcastRuntime | None:
+    return _runtimes.get(id(context))
 
 
 @hookimpl
@@ -31,5 +125,32 @@ def shoal_config_register_settings(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
+def shoal_frames_register_handlers(register, context: PluginContext) -> None:  # type: ignore[no-untyped-def]
+    node = context.node
+    if node is None or node.engine is None:
+        return
+    settings = context.settings_for("broadcast") or BroadcastSettings()
+    rt = BroadcastRuntime(node, settings)  # type: ignore[arg-type]
+    _runtimes[id(context)] = rt
+    register(rt.flooder.handler)
+
+
+@hookimpl
 def shoal_lifecycle_node_up(context: PluginContext) -> None:
-    log.warning(NOT_YET)
+    rt = _runtime(context)
+    if rt is not None:
+        rt.start()
+
+
+@hookimpl
+def shoal_lifecycle_node_down(context: PluginContext) -> None:
+    rt = _runtimes.pop(id(context), None)
+    if rt is not None:
+        rt.stop()
+
+
+@hookimpl
+def shoal_status_extend(status: dict[str, Any], context: PluginContext) -> None:
+    rt = _runtime(context)
+    if rt is not None:
+        status["broadcast"] = rt.status()
