@@ -227,6 +227,30 @@ def _table(rows: list[tuple[str, ...]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
+def cmd_netcheck(args: argparse.Namespace) -> int:
+    r = api.call(_socket_path(args), "netcheck", timeout=30)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    nat = r.get("nat")
+    print(f"server   {r.get('server') or '-'} ({'online' if r.get('online') else 'offline'})")
+    if nat is None:
+        print("nat      unknown (the 'ice' plugin is not enabled)")
+    elif not nat.get("udp", True):
+        print("nat      UDP is blocked: peers are reached through the relay (TCP)")
+    else:
+        print(f"nat      mapping {nat['mapping']}, filtering {nat['filtering']}")
+        print(f"public   {nat.get('public_endpoint') or '-'}")
+    relay = r.get("relay")
+    if relay is None:
+        print("relay    none (the 'relay' plugin is not enabled)")
+    else:
+        rtt = f", rtt {relay['rtt_ms']:.1f} ms" if relay.get("rtt_ms") is not None else ""
+        print(f"relay    {'reachable via ' + str(relay['mode']) if relay['ready'] else 'unreachable'}"
+              f" {relay.get('address') or ''}{rtt}")
+    return 0
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     enabled: list[str] = []
     if args.config:
@@ -318,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     ns.add_argument("--no-hub", action="append", help="unmark a hub (repeatable)")
     ns.add_argument("--gateway", help="member that bridges the network to its LAN")
     ns.add_argument("--lan-route", dest="lan_route", help="the LAN the gateway announces (CIDR)")
+
+    nc_ = sub.add_parser("netcheck", help="NAT behaviour, public endpoint, relay reachability")
+    nc_.add_argument("-c", "--config")
+    nc_.add_argument("--socket")
+    nc_.add_argument("--json", action="store_true")
+    nc_.set_defaults(func=cmd_netcheck)
 
     pl = sub.add_parser("plugins", help="installed plugins, versions, enabled or not")
     pl.add_argument("-c", "--config")

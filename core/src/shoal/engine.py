@@ -109,12 +109,12 @@ class Engine:
             p = Peer(name, public_key, virtual_ip, endpoint, self.table, self.timers)
             p.via, p.send = self.transport, self.transport.send
             self.peers[public_key] = p
-        else:
+        else:  # the path (endpoint, via) is left to roaming and the traversal agent
             p.name = name
             if p.virtual_ip != virtual_ip:
                 self._unroute(p)
                 p.set_virtual_ip(virtual_ip)
-            if p.endpoint is None or p.current is None:
+            if p.endpoint is None:
                 p.endpoint = endpoint
         p.candidates = list(candidates or ([] if endpoint is None else [endpoint]))
         for k in self._route_keys(p):
@@ -277,6 +277,13 @@ class Engine:
     def _stage(self, peer: Peer, pkt: bytes) -> None:
         peer.staged.append(pkt)
         if peer.initiator is None and (peer.endpoint is not None or peer.candidates):
+            hs = peer.begin_handshake(self.local, self.clock(), self._timestamp(), self.ciphers)
+            if hs is not None:
+                self._send_initiation(peer, hs)
+
+    def kick(self, peer: Peer) -> None:
+        """The peer's path changed: without a tunnel yet, handshake over it now."""
+        if peer.current is None:
             hs = peer.begin_handshake(self.local, self.clock(), self._timestamp(), self.ciphers)
             if hs is not None:
                 self._send_initiation(peer, hs)

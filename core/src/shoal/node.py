@@ -35,6 +35,7 @@ from shoal.tun import LinuxTun, TunDevice
 log = logging.getLogger(__name__)
 
 TunFactory = Callable[[NodeConfig, bytes], TunDevice]
+STALE_GRACE = 15.0
 
 
 def linux_tun(cfg: NodeConfig, mac: bytes | None = None) -> TunDevice:
@@ -62,6 +63,8 @@ class Node:
         self.api: ApiServer | None = None
         self.control: ControlClient | None = None
         self.transports: list[Any] = []
+        self.traversal: Any = None
+        self._stale: dict[bytes, float] = {}   # peers missing from a snapshot: key -> deadline
         self.server_peers: dict[bytes, m.PeerInfo] = {}   # tunnels the server asked for
         self.offline_peers: dict[bytes, m.PeerInfo] = {}  # known members, now offline
         self._address = cfg.interface.address
@@ -110,6 +113,13 @@ class Node:
             for t in self.transports:
                 if t is not transport:
                     await t.start(loop, functools.partial(self.engine.on_datagram, via=t))
+                if hasattr(t, "on_ready"):
+                    t.on_ready = self._relay_ready
+            agents = [a for a in self.pm.hook.shoal_traversal_create(context=self.context) if a]
+            self.traversal = agents[0] if agents else None
+            if self.traversal is not None:
+                self.traversal.start(self)
+            waiters.append(asyncio.create_task(self._expire_stale()))
             self.api = ApiServer(cfg.api_socket, self.handle_api)
             await self.api.start()
             if cfg.server is not None:
@@ -157,6 +167,8 @@ class Node:
         for t in self.transports:
             if hasattr(t, "on_welcome"):
                 t.on_welcome(w)
+        if self.traversal is not None:
+            self.traversal.on_welcome(w)
         address = f"{w.virtual_ip}/{w.prefix_len}"
         if address != self._address:
             if self.tun is not None and hasattr(self.tun, "set_address"):
@@ -168,9 +180,18 @@ class Node:
         assert eng is not None
         static = {decode_public_key(p.public_key) for p in self.cfg.peers}
         if msg.full:
+            # After a re-login (e.g. the server restarted) peers that have not
+            # logged in again yet are missing from the snapshot. Tunnels that
+            # still carry traffic get a grace period instead of being cut.
             wanted = {decode_public_key(p.public_key) for p in msg.up}
+            now = eng.clock()
             for key in list(self.server_peers):
-                if key not in wanted:
+                if key in wanted:
+                    continue
+                p = eng.peers.get(key)
+                if p is not None and p.online(now):
+                    self._stale.setdefault(key, now + STALE_GRACE)
+                else:
                     self._peer_gone(key)
         for info in msg.up:
             key = decode_public_key(info.public_key)
@@ -183,20 +204,42 @@ class Node:
                 except ValueError:
                     continue
             existing = eng.peers.get(key)
-            endpoint = existing.endpoint if existing and existing.current else \
-                (candidates[0] if candidates else None)
-            peer = eng.add_peer(info.name, key, info.virtual_ip, endpoint, candidates)
+            peer = eng.add_peer(info.name, key, info.virtual_ip,
+                                candidates[0] if candidates else None, candidates)
             relay = self.relay()
             if existing is None and relay is not None:
                 # Start on the relay at once; a direct path takes over when one answers.
                 peer.via, peer.send, peer.endpoint = relay, relay.send, relay.endpoint_for(key)
             self.server_peers[key] = info
             self.offline_peers.pop(key, None)
+            self._stale.pop(key, None)
+            if self.traversal is not None:
+                self.traversal.on_peer(peer, info)
         for k in msg.down:
             self._peer_gone(decode_public_key(k))
 
+    def _relay_ready(self, relay: Any) -> None:
+        """A relay became usable: peers without a working tunnel try through it at once."""
+        assert self.engine is not None
+        for key in self.server_peers:
+            p = self.engine.peers.get(key)
+            if p is not None and (p.current is None or getattr(p, "direct_dead", False)):
+                p.via, p.send, p.endpoint = relay, relay.send, relay.endpoint_for(key)
+                self.engine.kick(p)
+
+    async def _expire_stale(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = self.engine.clock() if self.engine else 0.0
+            for key, deadline in list(self._stale.items()):
+                if now >= deadline:
+                    self._peer_gone(key)
+
     def _peer_gone(self, key: bytes) -> None:
         assert self.engine is not None
+        self._stale.pop(key, None)
+        if self.traversal is not None:
+            self.traversal.on_peer_gone(key)
         info = self.server_peers.pop(key, None)
         if info is not None:
             self.offline_peers[key] = info
@@ -234,6 +277,8 @@ class Node:
                 log.error("network %s: %s", net.name, e)
 
     async def close(self) -> None:
+        if self.traversal is not None:
+            self.traversal.close()
         try:
             self.pm.hook.shoal_lifecycle_node_down(context=self.context)
         except Exception:  # noqa: BLE001 - shutting down regardless
@@ -262,6 +307,8 @@ class Node:
     async def handle_api(self, cmd: str, args: dict[str, Any]) -> Any:
         if cmd == "status":
             return self.status()
+        if cmd == "netcheck":
+            return await self.netcheck()
         if cmd == "network":
             if self.control is None:
                 raise ShoalError("this node has no [server]: networks need a coordination server")
@@ -270,6 +317,20 @@ class Node:
                 raise ShoalError(f"unknown network operation {op!r}")
             return await self.control.request(op, args.get("args") or {})
         raise ShoalError(f"unknown command {cmd!r}")
+
+    async def netcheck(self) -> dict[str, Any]:
+        """NAT behaviour (fresh discovery when an agent is present) and relay reachability."""
+        out: dict[str, Any] = {"nat": None, "relay": None,
+                               "server": self.cfg.server.address if self.cfg.server else None,
+                               "online": bool(self.control and self.control.state.online)}
+        if self.traversal is not None:
+            out["nat"] = await self.traversal.netcheck()
+        for t in self.transports:
+            if getattr(t, "kind", None) == "relay":
+                out["relay"] = {"ready": getattr(t, "ready", False), "mode": getattr(t, "mode", None),
+                                "address": getattr(t, "relay", None),
+                                "rtt_ms": getattr(t, "rtt_ms", None)}
+        return out
 
     def status(self) -> dict[str, Any]:
         eng = self.engine

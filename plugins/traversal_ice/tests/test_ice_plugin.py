@@ -23,8 +23,8 @@ def test_registered():
 
 def test_settings_validated():
     pm = load_plugins(["ice"])
-    assert plugin_settings(cfg('check_interval_ms = 20'), pm)["ice"] is not None
+    assert plugin_settings(cfg('birthday_ports = 64'), pm)["ice"] is not None
     with pytest.raises(ConfigError, match=r"plugin\.ice\."):
-        plugin_settings(cfg('check_interval_ms = 0'), pm)
+        plugin_settings(cfg('birthday_ports = -1'), pm)
     with pytest.raises(ConfigError, match="unknown key"):
         plugin_settings(cfg("bogus = 1"), pm)

@@ -88,6 +88,14 @@ class ControlClient:
             raise ShoalError(res.error or res.code or "request refused")
         return res.data
 
+    def report(self, report: m.Report) -> None:
+        """Send discovery findings (candidates, NAT) to the server; dropped while offline."""
+        if self.state.online and self._channel is not None and self._writer is not None:
+            try:
+                self._send(report)
+            except (ChannelError, ConnectionError):
+                pass
+
     async def wait_logged_in(self, timeout: float) -> bool:
         try:
             await asyncio.wait_for(self._logged_in.wait(), timeout)
@@ -107,9 +115,9 @@ class ControlClient:
     async def run(self) -> None:
         delay = BACKOFF_MIN
         while True:
+            logins = self.state.logins
             try:
                 await self._session()
-                delay = BACKOFF_MIN  # it worked for a while: start over
             except ServerKeyMismatch as e:
                 # A wrong server key is a configuration error, not a network one.
                 self.state.last_error = str(e)
@@ -124,6 +132,8 @@ class ControlClient:
                 self.state.last_error = msg
             finally:
                 self._disconnected()
+            if self.state.logins != logins:  # that session logged in: start over
+                delay = BACKOFF_MIN
             wait = delay * (0.5 + random.random())
             delay = min(BACKOFF_MAX, delay * 2)
             await asyncio.sleep(wait)

@@ -22,8 +22,8 @@ from shoal_transport_relay import protocol as p
 log = logging.getLogger(__name__)
 
 REFRESH = 15.0           # re-ALLOC: keeps the registration and the NAT mapping alive
-UDP_TRIES = 3
-UDP_TIMEOUT = 0.4
+UDP_TRIES = 2
+UDP_TIMEOUT = 0.25
 
 
 class RelayClient:
@@ -46,6 +46,7 @@ class RelayClient:
         self._alloced = asyncio.Event()
         self._sent_ts = 0
         self._ids: dict[str, bytes] = {}
+        self.on_ready: Any = None   # callback(client) when the relay becomes usable
 
     @staticmethod
     def endpoint_for(public_key: bytes) -> tuple[str, str]:
@@ -153,8 +154,11 @@ class RelayClient:
     def _ready(self, mode: str, where: str) -> None:
         if not self.ready or self.mode != mode:
             log.info("relay ready via %s %s (rtt %.1f ms)", mode, where, self.rtt_ms or 0)
+        was_ready = self.ready
         self.ready, self.mode, self.relay = True, mode, where
         self.name = f"relay-{mode}"
+        if not was_ready and self.on_ready is not None:
+            self.on_ready(self)
 
     async def _read_tcp(self, reader: asyncio.StreamReader) -> None:
         try:

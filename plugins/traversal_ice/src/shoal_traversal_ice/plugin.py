@@ -1,29 +1,26 @@
-"""Entry point ``ice``: NAT traversal settings.
+"""Entry point ``ice``: NAT discovery, ICE-style checks, birthday punching.
 
-Not built yet: NAT discovery, candidate gathering and connectivity checks.
-Enabling the plugin validates ``[plugin.ice]`` and says so at start-up; peers
-are reached only at their configured endpoints.
+``shoal_traversal_create`` hands the node an ``Agent`` (see agent.py); the
+node feeds it logins and peers, and the agent moves peers between paths.
 """
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shoal.hookspecs import hookimpl
 from shoal.plugin_context import PluginContext
 
-log = logging.getLogger(__name__)
-
-NOT_YET = "ice traversal is not implemented yet: no hole punching, NAT type stays 'unknown'"
+from shoal_traversal_ice.agent import Agent
 
 
 class IceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    check_interval_ms: int = Field(50, ge=5, le=1000)   # pacing of connectivity checks
-    birthday_ports: int = Field(256, ge=0, le=1024)     # probe budget against symmetric NATs
+    birthday_ports: int = Field(256, ge=0, le=1024)      # extra sockets on a symmetric NAT
+    birthday_probes: int = Field(2048, ge=0, le=8192)    # probes against a symmetric peer
 
 
 @hookimpl
@@ -32,5 +29,29 @@ def shoal_config_register_settings(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
-def shoal_lifecycle_node_up(context: PluginContext) -> None:
-    log.warning(NOT_YET)
+def shoal_traversal_create(context: PluginContext) -> Agent:
+    settings = context.settings_for("ice")
+    return Agent(settings)
+
+
+@hookimpl
+def shoal_status_extend(status: dict[str, Any], context: PluginContext) -> None:
+    node = context.node
+    agent = getattr(node, "traversal", None)
+    if not isinstance(agent, Agent):
+        return
+    status["node"]["nat"] = agent.nat.as_dict()
+    for p in status["peers"]:
+        from shoal.identity import decode_public_key
+
+        pt = agent.peers.get(decode_public_key(p["public_key"]))
+        if pt is not None:
+            sel = pt.checks.selected
+            p["candidates"] = [{"address": f"{x.remote[0]}:{x.remote[1]}", "type": x.type.name.lower(),
+                                "state": x.state.value,
+                                "rtt_ms": None if x.rtt is None else round(x.rtt * 1000, 2)}
+                               for x in pt.checks.pairs[:16]]
+            if sel is not None and p.get("path") == "direct":
+                p["rtt_ms"] = round((sel.rtt or 0) * 1000, 2)
+            if pt.connected_at is not None:
+                p["direct_since_s"] = round(agent.engine.clock() - pt.connected_at, 1)

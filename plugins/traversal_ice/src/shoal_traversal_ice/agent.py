@@ -1,0 +1,355 @@
+"""The traversal agent: asyncio shell around discovery, check lists and birthday punching.
+
+What it does for the node:
+
+1. After each login, discovers the NAT (``nat_discovery``) on the node's own
+   UDP socket and reports candidates to the server: the server-reflexive one
+   as soon as test I answers (trickle), the NAT class when classification is
+   done; test I is repeated every ``REFRESH`` seconds so a NAT rebind is
+   noticed and re-announced quickly.
+2. For every peer the server announces, runs a ``CheckList`` over the peer's
+   candidates with authenticated probes; learns peer-reflexive candidates
+   from incoming checks; selects the best working pair and moves the peer's
+   path there (engine: ``peer.endpoint/via/send``), starting a handshake at
+   once if the tunnel is not up yet.
+3. Port-restricted x symmetric: birthday punching (``birthday``), bounded.
+4. When the selected direct path dies, marks it (``peer.direct_dead``) and
+   falls back to the relay if one is ready; checks go on, so the peer moves
+   back to a direct path as soon as one answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal.config import parse_endpoint
+from shoal.control import messages as m
+from shoal.control.client import host_addresses
+from shoal.peer import Peer
+
+from shoal_traversal_ice import probe as pr
+from shoal_traversal_ice.birthday import Opener, Sprayer
+from shoal_traversal_ice.checklist import CandidateType, CheckList, Pair
+from shoal_traversal_ice.nat_discovery import APDM, EIM, Discovery, NatResult, classify
+
+log = logging.getLogger(__name__)
+
+TICK = 0.01
+REFRESH = 2.0
+DISCOVERY_BYTE = 0x53  # "S" of "SHD1"
+
+
+class PunchSocket:
+    """An extra UDP socket (birthday punching); a transport the engine can send on."""
+
+    name = "udp-punch"
+    kind = "direct"
+
+    def __init__(self, engine: Any, loop: asyncio.AbstractEventLoop) -> None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", 0))
+        s.setblocking(False)
+        self.sock = s
+        self.send = s.sendto
+        self._loop = loop
+        self._engine = engine
+        loop.add_reader(s.fileno(), self._drain)
+
+    def _drain(self) -> None:
+        for _ in range(64):
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue
+            self._engine.on_datagram(data, addr, self)
+
+    def local_endpoints(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        try:
+            self._loop.remove_reader(self.sock.fileno())
+        except (ValueError, OSError):
+            pass
+        self.sock.close()
+
+
+@dataclass
+class PeerTraversal:
+    peer: Peer
+    info: m.PeerInfo
+    checks: CheckList
+    aead: Any
+    sprayer: Sprayer | None = None
+    opener: Opener | None = None
+    punch: list[PunchSocket] = field(default_factory=list)
+    birthday_txids: dict[bytes, tuple[tuple[str, int], Any]] = field(default_factory=dict)
+    connected_at: float | None = None
+
+
+class Agent:
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.node: Any = None
+        self.engine: Any = None
+        self.peers: dict[bytes, PeerTraversal] = {}
+        self.nat = NatResult(udp=True)
+        self.discovery: Discovery | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._classified = False
+
+    # ------------------------------------------------------------ wiring
+    def start(self, node: Any) -> None:
+        self.node = node
+        self.engine = node.engine
+        self._loop = asyncio.get_running_loop()
+        self.engine.datagram_handlers[pr.TYPE_PROBE] = self._on_probe
+        self.engine.datagram_handlers[DISCOVERY_BYTE] = self._on_discovery
+        self._tasks.append(self._loop.create_task(self._run()))
+
+    def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for pt in self.peers.values():
+            for s in pt.punch:
+                s.close()
+
+    @property
+    def main(self) -> Any:
+        return self.engine.transport
+
+    def _send_main(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.main.send(data, addr)
+
+    # ------------------------------------------------------------ discovery
+    def on_welcome(self, welcome: m.Welcome) -> None:
+        self.discovery = Discovery(welcome.discovery, self._send_main)
+        assert self._loop is not None
+        self._tasks.append(self._loop.create_task(self._discover()))
+
+    def _on_discovery(self, data: bytes, addr: Any, via: Any) -> None:
+        if self.discovery is None or not self.discovery.on_datagram(data):
+            self.engine.drops.malformed += 1
+
+    def _local_candidates(self) -> list[str]:
+        port = self.main.local_endpoints()[0].rpartition(":")[2]
+        return [f"{ip}:{port}" for ip in host_addresses(self.node.cfg.interface.name)]
+
+    def _report(self) -> None:
+        ctl = self.node.control
+        if ctl is None or not ctl.state.online:
+            return
+        endpoints = self._local_candidates()
+        if self.nat.public and self.nat.mapping != APDM:
+            endpoints.insert(0, f"{self.nat.public[0]}:{self.nat.public[1]}")
+        nat = m.NatInfo(mapping=self.nat.mapping, filtering=self.nat.filtering,
+                        public_endpoint=(f"{self.nat.public[0]}:{self.nat.public[1]}"
+                                         if self.nat.public else None), udp=self.nat.udp)
+        ctl.report(m.Report(endpoints=endpoints, nat=nat))
+
+    async def _discover(self) -> None:
+        disc = self.discovery
+        assert disc is not None
+        if not disc.endpoints:
+            return
+        local_ips = host_addresses(self.node.cfg.interface.name)
+
+        def on_public(addr: tuple[str, int]) -> None:
+            self.nat.public = addr
+            self._report()
+
+        result = await classify(disc.ask, len(disc.endpoints), local_ips, on_public)
+        self.nat = result
+        self._classified = True
+        log.info("nat: mapping %s, filtering %s, public %s%s", result.mapping, result.filtering,
+                 result.public, "" if result.udp else " (UDP blocked)")
+        self._report()
+        for pt in self.peers.values():
+            self._plan_birthday(pt)
+        while True:  # notice rebinds: the public endpoint moves
+            await asyncio.sleep(REFRESH)
+            public = await disc.ask(0, 0)
+            if public is not None and public != self.nat.public:
+                log.info("nat: public endpoint moved %s -> %s", self.nat.public, public)
+                self.nat.public = public
+                self.nat.udp = True
+                self._report()
+                for pt in self.peers.values():
+                    for p in pt.checks.pairs:
+                        p.next_at = 0.0
+
+    async def netcheck(self) -> dict[str, Any]:
+        if self.discovery is not None and self.discovery.endpoints:
+            self.nat = await classify(self.discovery.ask, len(self.discovery.endpoints),
+                                      host_addresses(self.node.cfg.interface.name))
+        return self.nat.as_dict()
+
+    # ------------------------------------------------------------ peers
+    def on_peer(self, peer: Peer, info: m.PeerInfo) -> None:
+        pt = self.peers.get(peer.public_key)
+        if pt is None:
+            kp = self.node.keypair
+            pt = PeerTraversal(peer, info, CheckList(peer.name, self.main),
+                               pr.pair_key(kp.private, peer.public_key, kp.public))
+            self.peers[peer.public_key] = pt
+        pt.peer, pt.info = peer, info
+        cands = []
+        for e in info.endpoints:
+            try:
+                addr = parse_endpoint(e)
+            except ValueError:
+                continue
+            t = CandidateType.SRFLX if e == info.nat.public_endpoint else CandidateType.HOST
+            cands.append((addr, t))
+        pt.checks.set_remote_candidates(cands)
+        self._plan_birthday(pt)
+
+    def on_peer_gone(self, key: bytes) -> None:
+        pt = self.peers.pop(key, None)
+        if pt is not None:
+            for s in pt.punch:
+                s.close()
+
+    def _plan_birthday(self, pt: PeerTraversal) -> None:
+        theirs, mine = pt.info.nat, self.nat
+        if not self._classified or not theirs.udp or not mine.udp or pt.checks.best():
+            return
+        if not self.settings.birthday_ports:
+            return
+        if mine.mapping == APDM and theirs.mapping == EIM and theirs.filtering == APDM \
+                and theirs.public_endpoint and pt.opener is None:
+            assert self._loop is not None
+            n = self.settings.birthday_ports
+            pt.punch = [PunchSocket(self.engine, self._loop) for _ in range(n)]
+            pt.opener = Opener(sockets=n)
+            log.info("peer %s: symmetric x port-restricted: opening %d ports", pt.peer.name, n)
+        elif theirs.mapping == APDM and mine.mapping == EIM and mine.filtering == APDM \
+                and theirs.public_endpoint and pt.sprayer is None:
+            ip = parse_endpoint(theirs.public_endpoint)[0]
+            pt.sprayer = Sprayer(ip, budget=self.settings.birthday_probes)
+            log.info("peer %s: port-restricted x symmetric: probing ports of %s",
+                     pt.peer.name, ip)
+
+    # ------------------------------------------------------------ probes
+    def _ping(self, pt: PeerTraversal, via: Any, addr: tuple[str, int], txid: bytes) -> None:
+        pkt = pr.seal(pt.aead, self.node.keypair.public, pr.Probe(pr.PING, txid, 0, addr))
+        try:
+            via.send(pkt, addr)
+        except OSError:
+            pass
+
+    def _on_probe(self, data: bytes, addr: Any, via: Any) -> None:
+        try:
+            pt = self.peers.get(pr.sender_of(data))
+            if pt is None:
+                raise pr.BadProbe("probe from an unknown node")
+            probe = pr.open_(pt.aead, data)
+        except pr.BadProbe:
+            self.engine.drops.malformed += 1
+            return
+        now = self.engine.clock()
+        if probe.kind == pr.PING:
+            pong = pr.seal(pt.aead, self.node.keypair.public,
+                           pr.Probe(pr.PONG, probe.txid, 0, addr))
+            try:
+                via.send(pong, addr)
+            except OSError:
+                pass
+            trig = pt.checks.triggered(addr, via, now)
+            if trig is not None:
+                self._ping(pt, trig[0].via, trig[0].remote, trig[1])
+            return
+        pair = pt.checks.on_pong(probe.txid, now)
+        if pair is None:
+            hit = pt.birthday_txids.pop(probe.txid, None)
+            if hit is None:
+                return
+            pair = pt.checks.add(hit[0], CandidateType.PRFLX, hit[1])
+            pt.checks.by_txid[probe.txid] = pair
+            pair.sent_at = 0.0
+            pt.checks.on_pong(probe.txid, now)
+            log.info("peer %s: birthday punch hit %s via %s", pt.peer.name, hit[0],
+                     getattr(hit[1], "name", "?"))
+            self._end_birthday(pt, keep=hit[1])
+        self._select(pt)
+
+    def _end_birthday(self, pt: PeerTraversal, keep: Any) -> None:
+        if pt.sprayer is not None:
+            pt.sprayer.stopped = True
+        if pt.opener is not None:
+            pt.opener.stopped = True
+        for s in pt.punch:
+            if s is not keep:
+                pt.checks.drop_via(s)
+                s.close()
+        pt.punch = [s for s in pt.punch if s is keep]
+
+    # ------------------------------------------------------------ path selection
+    def _select(self, pt: PeerTraversal) -> None:
+        changed = pt.checks.select()
+        best = pt.checks.selected
+        peer = pt.peer
+        if best is not None:
+            if changed is not None or peer.via is not best.via or peer.endpoint != best.remote:
+                if getattr(peer.via, "kind", "direct") == "relay" or changed is not None \
+                        or getattr(peer, "direct_dead", False):
+                    self._use(pt, best)
+        elif getattr(peer.via, "kind", "direct") == "direct" and pt.checks.pairs \
+                and not getattr(peer, "direct_dead", False) and peer.current is not None \
+                and any(p.last_pong > -1e17 for p in pt.checks.pairs):
+            peer.direct_dead = True  # the direct path we used stopped answering
+            relay = self.node.relay()
+            log.info("peer %s: direct path lost%s", peer.name,
+                     ", falling back to the relay" if relay else "")
+            if relay is not None:
+                peer.via, peer.send, peer.endpoint = relay, relay.send, relay.endpoint_for(
+                    peer.public_key)
+
+    def _use(self, pt: PeerTraversal, pair: Pair) -> None:
+        peer = pt.peer
+        log.info("peer %s: direct path %s via %s (rtt %.1f ms)", peer.name, pair.remote,
+                 getattr(pair.via, "name", "?"), (pair.rtt or 0) * 1000)
+        peer.endpoint, peer.via, peer.send = pair.remote, pair.via, pair.via.send
+        peer.direct_dead = False
+        if pt.connected_at is None:
+            pt.connected_at = self.engine.clock()
+        self.engine.kick(peer)
+
+    # ------------------------------------------------------------ timers
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            try:
+                self._tick()
+            except Exception:  # noqa: BLE001 - a timer bug must not stop traversal
+                log.exception("traversal tick failed")
+
+    def _tick(self) -> None:
+        now = self.engine.clock()
+        for pt in list(self.peers.values()):
+            if not pt.info.nat.udp or not self.nat.udp:
+                continue
+            for pair, txid in pt.checks.due(now):
+                self._ping(pt, pair.via, pair.remote, txid)
+            if pt.sprayer is not None:
+                for addr in pt.sprayer.due(now):
+                    txid = pr.new_txid()
+                    pt.birthday_txids[txid] = (addr, self.main)
+                    self._ping(pt, self.main, addr, txid)
+            if pt.opener is not None and pt.info.nat.public_endpoint:
+                target = parse_endpoint(pt.info.nat.public_endpoint)
+                for i in pt.opener.due(now):
+                    if i < len(pt.punch):
+                        txid = pr.new_txid()
+                        pt.birthday_txids[txid] = (target, pt.punch[i])
+                        self._ping(pt, pt.punch[i], target, txid)
+            if len(pt.birthday_txids) > 8192:
+                pt.birthday_txids.clear()
+            self._select(pt)
