@@ -28,3 +28,42 @@ def test_settings_validated():
         plugin_settings(cfg('ipxnet_listen = "localhost"'), pm)
     with pytest.raises(ConfigError, match="unknown key"):
         plugin_settings(cfg("bogus = 1"), pm)
+
+
+# ------------------------------------------------------------------ wiring into a node
+from types import SimpleNamespace  # noqa: E402
+
+from shoal.identity import StaticKeypair, encode_key  # noqa: E402
+from shoal_frames_ipx.frame_counter import IpxFrameCounter  # noqa: E402
+from shoal_frames_ipx.framing import IpxFraming, frame_ipx  # noqa: E402
+from shoal_frames_ipx.plugin import IpxRuntime, IpxSettings  # noqa: E402
+
+
+def test_bridge_peers_are_the_peers_sharing_a_network():
+    keys = {n: StaticKeypair.generate().public for n in ("bob", "carol", "static1", "x")}
+    vip = {"bob": b"\x64\x40\x00\x03", "carol": b"\x64\x40\x00\x04", "static1": b"\x64\x40\x00\x05",
+           "x": b"\x64\x40\x00\x06"}
+    engine = SimpleNamespace(l2=False, peers={
+        k: SimpleNamespace(name=n, vip_packed=vip[n]) for n, k in keys.items()})
+    node = SimpleNamespace(
+        engine=engine, tun=None, virtual_ip="100.64.0.2",
+        cfg=SimpleNamespace(plugins=["ipx"],
+                            peers=[SimpleNamespace(public_key=encode_key(keys["static1"]))]),
+        server_peers={keys["bob"]: SimpleNamespace(networks=["lan"]),
+                      keys["carol"]: SimpleNamespace(networks=["lan", "games"]),
+                      keys["x"]: SimpleNamespace(networks=[])})
+    rt = IpxRuntime(node, IpxSettings())
+    assert rt.peer_ips() == {vip["bob"], vip["carol"], vip["static1"]}
+    assert rt.peer_name(vip["carol"]) == "carol" and rt.peer_name(b"\x01\x02\x03\x04") == "1.2.3.4"
+    assert rt.status() == {"ipxnet": None, "frames": None, "frames_error": None}
+
+
+def test_frame_counter_counts_by_framing_and_direction():
+    fc = IpxFrameCounter()
+    ipx = b"\xff\xff\x00\x1e" + b"\x00" * 26
+    for f in IpxFraming:
+        fc.count(frame_ipx(f, b"\xff" * 6, b"\x02" * 6, ipx), outgoing=True)
+    fc.count(frame_ipx(IpxFraming.SNAP, b"\xff" * 6, b"\x02" * 6, ipx), outgoing=False)
+    fc.count(b"\xff" * 12 + b"\x08\x06" + b"\x00" * 28, outgoing=False)  # ARP: not counted
+    assert fc.counts == {"tx": {"ethernet_ii": 1, "raw_802_3": 1, "llc_802_2": 1, "snap": 1},
+                         "rx": {"ethernet_ii": 0, "raw_802_3": 0, "llc_802_2": 0, "snap": 1}}

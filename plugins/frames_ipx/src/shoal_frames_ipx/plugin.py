@@ -1,28 +1,43 @@
-"""Entry point ``ipx``: IPX and DOSBox IPXNET bridge settings.
+"""Entry point ``ipx``: IPX over the virtual LAN and a DOSBox IPXNET bridge.
 
-Not built yet: carrying IPX frames and serving the IPXNET protocol. Enabling
-the plugin validates ``[plugin.ipx]`` and says so at start-up.
+* TAP mode: IPX frames (all four framings) are Ethernet frames like any other;
+  the engine carries unicast ones by MAC and the broadcast plugin floods the
+  broadcasts (SAP, RIP, game discovery). This plugin counts them per framing
+  and direction (``frame_counter``) at no cost to the data path.
+* Any mode, with ``ipxnet_listen`` set: a DOSBox IPXNET server for the DOSBox
+  sessions on this machine, bridged to the same server on every other node of
+  the node's networks (``ipxnet``, ``bridge``).
+
+``shoal status --json`` gains an ``ipx`` section.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shoal.config import parse_endpoint
 from shoal.hookspecs import hookimpl
+from shoal.identity import decode_public_key
 from shoal.plugin_context import PluginContext
+from shoal_frames_ipx.bridge import IpxnetService
+from shoal_frames_ipx.frame_counter import IpxFrameCounter
 
 log = logging.getLogger(__name__)
 
-NOT_YET = "ipx is not implemented yet: no IPXNET bridge is listening"
+DEFAULT_BRIDGE_PORT = 2213
 
 
 class IpxSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     ipxnet_listen: str | None = None  # "127.0.0.1:213" -> DOSBox: ipxnet connect 127.0.0.1 213
+    bridge_port: int = Field(DEFAULT_BRIDGE_PORT, ge=1, le=65535)  # UDP, on the overlay address
+    count_frames: bool = True  # TAP mode: count IPX frames on the interface
 
     @field_validator("ipxnet_listen")
     @classmethod
@@ -32,6 +47,69 @@ class IpxSettings(BaseModel):
         return v
 
 
+class IpxRuntime:
+    """What the plugin holds for one running node."""
+
+    def __init__(self, node: Any, settings: IpxSettings) -> None:
+        self.node = node
+        self.settings = settings
+        self.static_keys = {decode_public_key(p.public_key) for p in node.cfg.peers}
+        self.service: IpxnetService | None = None
+        self.frames: IpxFrameCounter | None = None
+        self.frames_error: str | None = None
+
+    def peer_ips(self) -> set[bytes]:
+        """Overlay addresses of the peers that share a network with this node."""
+        node = self.node
+        out = set()
+        for key, p in node.engine.peers.items():
+            info = node.server_peers.get(key)
+            if (info.networks if info is not None else key in self.static_keys):
+                out.add(p.vip_packed)
+        return out
+
+    def peer_name(self, ip: bytes) -> str:
+        for p in self.node.engine.peers.values():
+            if p.vip_packed == ip:
+                return str(p.name)
+        return socket.inet_ntoa(ip)
+
+    def start(self) -> None:
+        node, s = self.node, self.settings
+        l2 = node.engine.l2
+        if l2 and "broadcast" not in node.cfg.plugins:
+            log.warning("ipx: in TAP mode IPX broadcasts (and ARP) need the broadcast plugin: "
+                        "add \"broadcast\" to 'plugins'")
+        if l2 and s.count_frames and node.tun is not None:
+            self.frames = IpxFrameCounter()
+            try:
+                self.frames.start(node.tun.name)
+            except OSError as e:
+                self.frames_error = f"cannot watch {node.tun.name}: {e.strerror}"
+                log.warning("ipx: %s; IPX frames are carried but not counted", self.frames_error)
+                self.frames = None
+        if s.ipxnet_listen is not None:
+            self.service = IpxnetService(parse_endpoint(s.ipxnet_listen), s.bridge_port,
+                                         lambda: node.virtual_ip, self.peer_ips)
+            asyncio.get_running_loop().create_task(self.service.start())
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.close()
+        if self.frames is not None:
+            self.frames.close()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "ipxnet": self.service.status(self.peer_name) if self.service else None,
+            "frames": dict(self.frames.counts) if self.frames else None,
+            "frames_error": self.frames_error,
+        }
+
+
+_runtimes: dict[int, IpxRuntime] = {}
+
+
 @hookimpl
 def shoal_config_register_settings(register):  # type: ignore[no-untyped-def]
     register("ipx", IpxSettings)
@@ -39,4 +117,24 @@ def shoal_config_register_settings(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def shoal_lifecycle_node_up(context: PluginContext) -> None:
-    log.warning(NOT_YET)
+    node = context.node
+    if node is None or node.engine is None:
+        return
+    settings = context.settings_for("ipx") or IpxSettings()
+    rt = IpxRuntime(node, settings)  # type: ignore[arg-type]
+    _runtimes[id(context)] = rt
+    rt.start()
+
+
+@hookimpl
+def shoal_lifecycle_node_down(context: PluginContext) -> None:
+    rt = _runtimes.pop(id(context), None)
+    if rt is not None:
+        rt.stop()
+
+
+@hookimpl
+def shoal_status_extend(status: dict[str, Any], context: PluginContext) -> None:
+    rt = _runtimes.get(id(context))
+    if rt is not None:
+        status["ipx"] = rt.status()
