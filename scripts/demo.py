@@ -1,8 +1,17 @@
-"""A local Shoal network in two network namespaces.
+"""A local Shoal network: a coordination server with a relay, nodes behind real NATs.
 
-alice (198.51.100.1) and bob (198.51.100.2) each run `shoal up` with a real
-TUN interface; they know each other as static peers. The demo shows `shoal
-status`, pings across the tunnel both ways and tears everything down.
+Everything runs in network namespaces on this machine:
+
+* the "internet" 203.0.113.0/24 with the coordination server (203.0.113.10/.11,
+  relay on :3480);
+* alice behind a port-restricted NAT, bob and carol behind symmetric NATs,
+  dave on a network that blocks UDP (only TCP gets out);
+* each node runs `shoal up`, logs in, joins the network "lan" and discovers
+  its NAT. alice <-> bob punch through (birthday probing), bob <-> carol can't
+  (two symmetric NATs) and go through the relay, dave uses the relay over TCP.
+
+The demo prints `shoal status` and `shoal netcheck`, pings across, and tears
+everything down.
 """
 
 from __future__ import annotations
@@ -10,27 +19,15 @@ from __future__ import annotations
 import sys
 import time
 
-from shoal.testing.netlab import SHOAL, Lab, can_run, wait_until
+from shoal.testing import fleet, natlab
+from shoal.testing.netlab import Lab, can_run, wait_until
 
-NODES = {"alice": ("198.51.100.1", "100.64.0.1"), "bob": ("198.51.100.2", "100.64.0.2")}
+NODES = [("alice", "port-restricted"), ("bob", "symmetric"), ("carol", "symmetric"),
+         ("dave", "udp-blocked")]
 
 
 def banner(text: str) -> None:
     print(f"\n=== {text}", flush=True)
-
-
-def node_config(lab: Lab, name: str) -> str:
-    return f'''name = "{name}"
-state_dir = "{lab.dir}/{name}"
-plugins = ["udp"]
-[interface]
-name = "shoal0"
-address = "{NODES[name][1]}/10"
-[api]
-socket = "{lab.dir}/{name}.sock"
-[plugin.udp]
-port = 41641
-'''
 
 
 def main() -> int:
@@ -39,36 +36,49 @@ def main() -> int:
         print(f"demo: {why}; run it as root: sudo ./scripts/demo.sh", file=sys.stderr)
         return 1
     with Lab("demo") as lab:
-        ns = {n: lab.ns(n) for n in NODES}
-        lab.link(ns["alice"], f"{NODES['alice'][0]}/24", ns["bob"], f"{NODES['bob'][0]}/24")
-        cfg = {n: lab.write(f"{n}.toml", node_config(lab, n)) for n in NODES}
-        keys = {n: lab.shoal(ns[n], "key", "public", "-c", str(cfg[n])).stdout.strip()
-                for n in NODES}
-        for n in NODES:
-            other = "bob" if n == "alice" else "alice"
-            with open(cfg[n], "a") as f:
-                f.write(f'''[[peers]]
-name = "{other}"
-public_key = "{keys[other]}"
-endpoint = "{NODES[other][0]}:41641"
-virtual_ip = "{NODES[other][1]}"
-''')
-        banner("starting two nodes in namespaces " + ", ".join(ns.values()))
-        procs = {n: lab.spawn(ns[n], [SHOAL, "up", "-c", str(cfg[n])], n) for n in NODES}
+        banner("building the internet, a coordination server with a relay, and four NAT routers")
+        inet = natlab.internet(lab, serve=False)
+        server = fleet.start_server(lab, inet.server_ns)
+        print(f"server key {server.key}")
+        nodes: dict[str, fleet.NodeProc] = {}
+        sites: dict[str, natlab.Site] = {}
+        for i, (name, nat) in enumerate(NODES, start=1):
+            sites[name] = natlab.add_site(lab, inet, nat, i)
+            nodes[name] = fleet.start_node(lab, sites[name].host_ns, name, server,
+                                           networks=[("lan", "let-me-in", name == "alice")])
+            print(f"{name:6} behind a {nat} NAT ({sites[name].wan_ip})")
+            if name == "alice":  # the owner creates "lan" before the others join
+                fleet.wait_online(lab, nodes[name])
+                wait_until(lambda: nodes["alice"].status(lab)["networks"], 10, what="the network")
         t0 = time.monotonic()
-        wait_until(lambda: all(p["online"] for p in lab.status(ns["alice"], cfg["alice"])["peers"]),
-                   15, what="the tunnel to come up")
-        print(f"tunnel up in {time.monotonic() - t0:.2f} s")
-        banner("alice: ping bob over the overlay")
-        print(lab.sh(ns["alice"], f"ping -c 3 -i 0.2 {NODES['bob'][1]}").stdout.strip())
-        banner("bob: ping back")
-        print(lab.sh(ns["bob"], f"ping -c 3 -i 0.2 {NODES['alice'][1]}").stdout.strip())
-        for n in NODES:
+        for n in nodes.values():
+            fleet.wait_online(lab, n)
+        vip = {n: nodes[n].status(lab)["node"]["virtual_ip"] for n in nodes}
+
+        def all_connected() -> bool:
+            return all(lab.sh(sites[a].host_ns, f"ping -c1 -W0.3 {vip[b]}",
+                              check=False).returncode == 0
+                       for a in nodes for b in nodes if a != b)
+        wait_until(all_connected, 30, interval=0.2, what="every pair to connect")
+        print(f"all {len(nodes) * (len(nodes) - 1)} directions ping each other "
+              f"{time.monotonic() - t0:.1f} s after login")
+        time.sleep(2)  # let direct paths take over from the relay
+
+        for n in ("alice", "bob", "dave"):
             banner(f"{n}: shoal status")
-            print(lab.shoal(ns[n], "status", "-c", str(cfg[n])).stdout.rstrip())
+            print(lab.shoal(nodes[n].ns, "status", "-c", str(nodes[n].config)).stdout.rstrip())
+        banner("bob: shoal netcheck")
+        print(lab.shoal(nodes["bob"].ns, "netcheck", "-c", str(nodes["bob"].config)).stdout.rstrip())
+        for a, b in (("alice", "bob"), ("bob", "carol"), ("dave", "alice")):
+            banner(f"{a} pings {b} ({vip[b]})")
+            print(lab.sh(sites[a].host_ns, f"ping -c 3 -i 0.2 {vip[b]}").stdout.strip())
+        banner("alice: shoal network members lan")
+        print(lab.shoal(nodes["alice"].ns, "network", "members", "lan", "-c",
+                        str(nodes["alice"].config)).stdout.rstrip())
         banner("stopping")
-        for n, p in procs.items():
-            print(f"{n}: exit code {lab.stop(p)}")
+        for n, node in nodes.items():
+            assert node.proc is not None
+            print(f"{n}: exit code {lab.stop(node.proc)}")
     print("namespaces and processes removed")
     return 0
 

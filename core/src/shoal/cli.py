@@ -81,8 +81,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"node     {n['name']}  {n['virtual_ip']}  key {n['public_key']}")
     print(f"listen   {', '.join(n.get('listen') or []) or '-'}  interface {n.get('interface')}")
     nat = n.get("nat") or {}
-    print(f"nat      mapping {nat.get('mapping')}, filtering {nat.get('filtering')}, "
-          f"public {nat.get('public_endpoint') or '-'}")
+    if nat.get("udp", True):
+        print(f"nat      mapping {nat.get('mapping')}, filtering {nat.get('filtering')}, "
+              f"public {nat.get('public_endpoint') or '-'}")
+    else:
+        print("nat      UDP is blocked: peers are reached through the relay over TCP")
+    if n.get("server"):
+        state = "online" if n.get("online") else f"offline ({n.get('server_error') or 'connecting'})"
+        print(f"server   {n['server']} {state}")
     drops = {k: v for k, v in (n.get("drops") or {}).items() if v}
     if drops:
         print("dropped  " + ", ".join(f"{k} {v}" for k, v in drops.items()))
@@ -91,12 +97,12 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"members {net.get('members')}")
     if st["peers"]:
         print()
-        rows = [("PEER", "VIRTUAL IP", "STATE", "PATH", "ENDPOINT", "RTT", "RX", "TX")]
+        rows = [("PEER", "VIRTUAL IP", "STATE", "PATH", "VIA", "ENDPOINT", "RTT", "RX", "TX")]
         for p in st["peers"]:
             rtt = f"{p['rtt_ms']:.1f}ms" if p.get("rtt_ms") is not None else "-"
             rows.append((p["name"], p["virtual_ip"], "online" if p["online"] else "offline",
-                         p["path"], p.get("endpoint") or "-", rtt, _size(p["rx_bytes"]),
-                         _size(p["tx_bytes"])))
+                         p["path"], p.get("transport") or "-", p.get("endpoint") or "-", rtt,
+                         _size(p["rx_bytes"]), _size(p["tx_bytes"])))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
