@@ -100,3 +100,15 @@ def test_new_index_nonzero_and_free():
     for _ in range(100):
         i = handshake.new_index(lambda x: x in taken)
         assert i and i not in taken
+
+
+def test_forged_response_fails_the_attempt_cleanly(keys):
+    a, b = keys
+    init = Initiator(a, b.public, 5, 1, CHACHA)
+    resp = respond(b, wire.decode_init(init.packet), 6, lambda k, t: True, CHACHA)
+    msg = wire.decode_resp(resp.packet)
+    forged = wire.HandshakeResp(msg.sender, msg.receiver, bytes(48))
+    with pytest.raises(HandshakeError, match="does not authenticate"):
+        init.process_response(forged)
+    with pytest.raises(HandshakeError):  # the attempt is over; a new one will be made
+        init.process_response(msg)

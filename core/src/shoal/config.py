@@ -268,7 +268,7 @@ def plugin_settings(cfg: NodeConfig | ServerConfig, pm: pluggy.PluginManager, pa
 
     pm.hook.shoal_config_register_settings(register=register)
     out: dict[str, BaseModel] = {}
-    for name, table in cfg.plugin.items():
+    for name in cfg.plugin:
         if name not in models:
             raise ConfigError(f"{path}: plugin.{name}: no enabled plugin named {name!r} takes settings")
     for name, model in models.items():

@@ -108,8 +108,10 @@ class Initiator:
             raise HandshakeError("response for another handshake")
         try:
             payload = bytes(self._noise.read_message(msg.noise))
-        except (NoiseError, ValueError, Exception) as e:  # 
-            # noiseprotocol raises assorted types. A forged response must not end the attempt: the real one may follow.
+        except Exception as e:  # noqa: BLE001 - noiseprotocol raises assorted types
+            # The Noise state has absorbed the bad message, so this attempt is
+            # over; the peer's retry timer starts a fresh one.
+            self.state = InitiatorState.FAILED
             raise HandshakeError(f"response does not authenticate: {type(e).__name__}") from None
         if len(payload) < wire.RESP_PAYLOAD.size:
             raise HandshakeError("response payload too short")

@@ -358,7 +358,7 @@ class Node:
                 "cipher": wire.CIPHER_NAMES[p.current.cipher] if p.current else None,
                 "last_handshake_s": None if p.current is None else round(now - p.current.created, 1),
             })
-        for key, info in self.offline_peers.items():
+        for info in self.offline_peers.values():
             peers.append({"name": info.name, "public_key": info.public_key,
                           "virtual_ip": info.virtual_ip, "online": False,
                           "networks": info.networks, "path": "none", "transport": None,

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shoal import __version__
 from shoal.config import ServerConfig, parse_endpoint
 from shoal.control import messages as m
 from shoal.control.channel import Channel, ChannelError
@@ -257,7 +256,7 @@ class Server:
                 h = await loop.run_in_executor(None, hash_password, a.password)
                 return {"status": "active"}, c.create(key, a, h)
             case "join", m.JoinArgs():
-                net = c._net(a.name)
+                net = c.network(a.name)
                 ok = await loop.run_in_executor(None, verify_password, a.password,
                                                 net.password_hash)
                 status, out = c.join(key, a.name, ok)
@@ -277,7 +276,7 @@ class Server:
             case "evict", m.MemberArgs():
                 return None, c.evict(key, a.name, a.member)
             case "set", m.SetArgs():
-                c._owned(key, a.name)
+                c.owned(key, a.name)
                 h = None
                 if a.password is not None:
                     h = await loop.run_in_executor(None, hash_password, a.password)

@@ -244,14 +244,14 @@ class Coordinator:
         return [(k, self._networks_msg(k)) for k in keys]
 
     # ------------------------------------------------------------ lookups
-    def _net(self, name: str) -> NetworkRecord:
+    def network(self, name: str) -> NetworkRecord:
         net = self.networks.get(name)
         if net is None:
             raise RequestError("no_such_network", f"there is no network named {name!r}")
         return net
 
-    def _owned(self, key: str, name: str) -> NetworkRecord:
-        net = self._net(name)
+    def owned(self, key: str, name: str) -> NetworkRecord:
+        net = self.network(name)
         if net.owner != key:
             raise RequestError("not_owner", f"only the owner of {name!r} can do that")
         return net
@@ -304,7 +304,7 @@ class Coordinator:
 
     def join(self, key: str, name: str, password_ok: bool) -> tuple[str, Outbox]:
         """Returns the member status ('active' or 'pending') and the outbox."""
-        net = self._net(name)
+        net = self.network(name)
         existing = self.members[name].get(key)
         if existing is not None and existing.status == "active":
             return "active", []
@@ -322,7 +322,7 @@ class Coordinator:
         return status, self._changed(name, {key})
 
     def leave(self, key: str, name: str) -> Outbox:
-        net = self._net(name)
+        net = self.network(name)
         if key not in self.members[name]:
             raise RequestError("not_member", f"this node is not a member of {name!r}")
         self._del_member(name, key)
@@ -337,7 +337,7 @@ class Coordinator:
         return self._changed(name, {key})
 
     def approve(self, key: str, name: str, who: str) -> Outbox:
-        net = self._owned(key, name)
+        net = self.owned(key, name)
         target = self.resolve_member(name, who)
         mem = self.members[name][target]
         if mem.status == "active":
@@ -349,7 +349,7 @@ class Coordinator:
         return self._changed(name)
 
     def evict(self, key: str, name: str, who: str) -> Outbox:
-        self._owned(key, name)
+        self.owned(key, name)
         target = self.resolve_member(name, who)
         if target == key:
             raise RequestError("invalid", "the owner cannot evict itself; transfer ownership "
@@ -358,7 +358,7 @@ class Coordinator:
         return self._changed(name, {target})
 
     def set(self, key: str, a: m.SetArgs, password_hash: str | None) -> Outbox:
-        net = self._owned(key, a.name)
+        net = self.owned(key, a.name)
         changes: dict[str, object] = {}
         if password_hash is not None:
             changes["password_hash"] = password_hash
@@ -398,7 +398,7 @@ class Coordinator:
         return self._changed(a.name)
 
     def delete(self, key: str, name: str) -> Outbox:
-        self._owned(key, name)
+        self.owned(key, name)
         return self._delete(name, set())
 
     def _delete(self, name: str, extra: set[str]) -> Outbox:
@@ -414,7 +414,7 @@ class Coordinator:
         return out
 
     def member_list(self, key: str, name: str) -> list[dict[str, object]]:
-        net = self._net(name)
+        net = self.network(name)
         me = self.members[name].get(key)
         if me is None or me.status != "active":
             raise RequestError("not_member", f"this node is not a member of {name!r}")

@@ -165,6 +165,8 @@ class Lab:
         for ns in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         self.namespaces.clear()
+        if not (os.environ.get("SHOAL_KEEP_LAB") or os.environ.get("SHOAL_TEST_KEEP_LOGS")):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Lab:
         return self
