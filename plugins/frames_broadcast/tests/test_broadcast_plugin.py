@@ -76,6 +76,7 @@ def test_plugin_registers_a_flooder_that_uses_the_servers_networks():
 def test_route_commands():
     cmds = [" ".join(c) for c in route_commands("shoal0", "100.64.0.2", 10)]
     assert "ip route replace 224.0.0.0/4 dev shoal0 metric 256" in cmds
+    assert "ip -6 route replace multicast ff00::/8 dev shoal0 table local metric 255" in cmds
     assert "ip route replace 255.255.255.255/32 dev shoal0 src 100.64.0.2 metric 256" in cmds
     assert ("ip route replace broadcast 100.127.255.255 dev shoal0 table local proto kernel "
             "scope link src 100.64.0.2") in cmds

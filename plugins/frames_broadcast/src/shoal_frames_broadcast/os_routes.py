@@ -11,10 +11,12 @@ none for it). Routes on the interface vanish with it when the node stops.
 * ``255.255.255.255/32 dev IFACE src VIP metric 256``: limited broadcast.
 * ``broadcast BRD dev IFACE table local scope link src VIP``: the overlay's
   directed broadcast is local (accepted, and sent as a link broadcast).
-
-IPv6 multicast needs nothing: the kernel keeps ``ff00::/8`` in the local table
-for every multicast-capable interface, and IPv6 applications pick the
-interface for multicast (they must for link-local scope anyway).
+* ``multicast ff00::/8 dev IFACE table local metric 255``: IPv6 multicast
+  from applications that do not pick an interface. The kernel keeps an
+  ``ff00::/8`` route of metric 256 in the local table for every multicast-capable
+  interface and would use the first; one better metric makes it this one.
+  Applications that pick an interface (``IPV6_MULTICAST_IF``, a scope id for
+  link-local groups) are not affected.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from shoal_frames_broadcast.classify import directed_broadcast
 SIOCGIFADDR = 0x8915
 SIOCGIFNETMASK = 0x891B
 ROUTE_METRIC = "256"
+IPV6_MULTICAST_METRIC = "255"   # one better than the kernel's per-interface ff00::/8
 
 
 def iface_ipv4(name: str) -> tuple[str, int] | None:
@@ -48,7 +51,9 @@ def iface_ipv4(name: str) -> tuple[str, int] | None:
 def route_commands(iface: str, address: str | None, prefix_len: int | None) -> list[list[str]]:
     """The ``ip`` commands that steer broadcast/multicast into ``iface`` (idempotent)."""
     cmds = [["ip", "link", "set", "dev", iface, "multicast", "on"],
-            ["ip", "route", "replace", "224.0.0.0/4", "dev", iface, "metric", ROUTE_METRIC]]
+            ["ip", "route", "replace", "224.0.0.0/4", "dev", iface, "metric", ROUTE_METRIC],
+            ["ip", "-6", "route", "replace", "multicast", "ff00::/8", "dev", iface, "table",
+             "local", "metric", IPV6_MULTICAST_METRIC]]
     if address is None or prefix_len is None:
         return cmds
     cmds.append(["ip", "route", "replace", "255.255.255.255/32", "dev", iface, "src", address,
