@@ -173,3 +173,25 @@ def test_recovers_after_a_nat_rebind(world):
                       what="port2 to follow port1's new mapping")
     assert seen["endpoint"].startswith(site.wan_ip)
     assert took < 10, f"recovery took {took:.1f} s"
+
+
+def test_falls_back_to_relay_and_returns_to_direct(world):
+    """Kill the direct path between two nodes: traffic moves to the relay, then back."""
+    a, site_a = world.nodes["full1"]
+    _, site_b = world.nodes["addr1"]
+    wait_until(lambda: (p := a.peer(world.lab, "addr1")) and p["path"] == "direct", 20,
+               what="a direct path full1 -> addr1")
+    block = (f"nft add table ip cut; nft add chain ip cut f '{{ type filter hook forward "
+             f"priority -5; }}'; nft add rule ip cut f ip daddr {site_b.wan_ip} meta l4proto "
+             f"udp drop; nft add rule ip cut f ip saddr {site_b.wan_ip} meta l4proto udp drop")
+    world.lab.sh(site_a.router_ns, block)
+    t0 = time.monotonic()
+    wait_until(lambda: (p := a.peer(world.lab, "addr1")) and p["path"] == "relay", 15,
+               interval=0.2, what="the fallback to the relay")
+    assert world.ping("full1", "addr1", wait=1) and world.ping("addr1", "full1", wait=1)
+    fallback = time.monotonic() - t0
+    world.lab.sh(site_a.router_ns, "nft delete table ip cut")
+    wait_until(lambda: (p := a.peer(world.lab, "addr1")) and p["path"] == "direct", 20,
+               interval=0.2, what="the return to a direct path")
+    assert world.ping("full1", "addr1")
+    assert fallback < 10, f"fallback took {fallback:.1f} s"
