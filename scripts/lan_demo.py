@@ -97,11 +97,11 @@ def main() -> int:
             wait_until(ready, 20, what=f"{name} to log in and join")
             vip[name] = node.status(lab)["node"]["virtual_ip"]
             print(f"{name:6} {NODES[name]:>14}  overlay {vip[name]}")
-        for a in nodes:
+        for a, na in nodes.items():
             for b in nodes:
                 if a != b:
-                    wait_until(lambda a=a, b=b: lab.sh(
-                        nodes[a].ns, f"ping -c1 -W1 {vip[b]}", check=False).returncode == 0,
+                    wait_until(lambda na=na, b=b: lab.sh(
+                        na.ns, f"ping -c1 -W1 {vip[b]}", check=False).returncode == 0,
                         15, what=f"{a} to reach {b}")
 
         banner("1. who's there? — a broadcast and a multicast from alice, answered by unicast")

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from shoal.testing import netlab
 from shoal.testing.netlab import Lab, wait_until
 

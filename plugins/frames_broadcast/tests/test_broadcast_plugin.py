@@ -1,7 +1,6 @@
 """The broadcast plugin installs, registers under shoal.plugins and validates its table."""
 
 import pytest
-
 from shoal.config import NodeConfig, plugin_settings
 from shoal.errors import ConfigError
 from shoal.plugins import list_plugins, load_plugins
@@ -31,12 +30,12 @@ def test_settings_validated():
 
 
 # ------------------------------------------------------------------ wiring into a node
-from types import SimpleNamespace  # noqa: E402
+from types import SimpleNamespace
 
-from shoal.identity import StaticKeypair, encode_key  # noqa: E402
-from shoal.plugin_context import PluginContext  # noqa: E402
-from shoal.testing.fakes import ipv4_packet  # noqa: E402
-from shoal_frames_broadcast.os_routes import route_commands  # noqa: E402
+from shoal.identity import StaticKeypair, encode_key
+from shoal.plugin_context import PluginContext
+from shoal.testing.fakes import ipv4_packet
+from shoal_frames_broadcast.os_routes import route_commands
 
 
 def _fake_node(server_peers, static_peers=(), l2=False):

@@ -5,10 +5,14 @@ import ipaddress
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from shoal.testing.fakes import ipv4_packet
 from shoal_frames_broadcast.classify import (
-    FloodKind, directed_broadcast, floods_ethernet, floods_ip, kind_of)
+    FloodKind,
+    directed_broadcast,
+    floods_ethernet,
+    floods_ip,
+    kind_of,
+)
 
 SRC = "100.64.0.2"
 BRD = directed_broadcast(SRC, 10)

@@ -68,7 +68,7 @@ def test_nobody_to_send_to_is_taken_and_counted():
 
 
 def test_directed_broadcast_once_address_known():
-    f, sent, _ = make({"bob": ("lan",)})
+    f, _, _ = make({"bob": ("lan",)})
     pkt = ipv4_packet("100.64.0.1", "100.127.255.255")
     assert f.handler(pkt) is False
     f.directed = bytes([100, 127, 255, 255])

@@ -11,7 +11,6 @@ import asyncio
 import itertools
 
 import pytest
-
 from shoal.addressing import mac_for_key
 from shoal.engine import Engine
 from shoal.identity import StaticKeypair

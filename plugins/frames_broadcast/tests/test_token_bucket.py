@@ -1,7 +1,6 @@
 """Storm protection: the per-node token bucket, with an injected clock."""
 
 import pytest
-
 from shoal_frames_broadcast.token_bucket import TokenBucket
 
 

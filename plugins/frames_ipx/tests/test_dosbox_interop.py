@@ -14,7 +14,6 @@ import socket
 import subprocess
 
 import pytest
-
 from shoal_frames_ipx.bridge import IpxnetService
 from shoal_frames_ipx.dosbox_client import IpxnetClient
 
@@ -40,12 +39,13 @@ def test_dosbox_registers_and_answers_a_ping_from_another_node(tmp_path):
         conf.write_text(f"[ipx]\nipx=true\n[autoexec]\nipxnet connect 127.0.0.1 {a.listen[1]}\n")
         env = dict(os.environ, SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy",
                    HOME=str(tmp_path))
-        log = open(tmp_path / "dosbox.log", "w")
-        dosbox = subprocess.Popen(["dosbox", "-conf", str(conf)], stdout=log,
-                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        with (tmp_path / "dosbox.log").open("w") as log:
+            dosbox = await asyncio.create_subprocess_exec(
+                "dosbox", "-conf", str(conf), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=env)
         try:
             for _ in range(150):
-                if a.bridge.clients or dosbox.poll() is not None:
+                if a.bridge.clients or dosbox.returncode is not None:
                     break
                 await asyncio.sleep(0.1)
             assert a.bridge.clients, (tmp_path / "dosbox.log").read_text()[-2000:]
@@ -61,11 +61,10 @@ def test_dosbox_registers_and_answers_a_ping_from_another_node(tmp_path):
         finally:
             dosbox.terminate()
             try:
-                dosbox.wait(5)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(dosbox.wait(), 5)
+            except TimeoutError:
                 dosbox.kill()
-                dosbox.wait()
-            log.close()
+                await dosbox.wait()
             a.close()
             b.close()
         # DOSBox logged the node number it was given (its output is flushed at exit)

@@ -3,7 +3,6 @@
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from shoal_frames_ipx.framing import IpxFraming, classify, frame_ipx, ipx_payload
 from shoal_frames_ipx.ipx_header import BROADCAST_NODE, IpxAddress, IpxHeader, decode, encode
 

@@ -3,10 +3,20 @@
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from shoal_frames_ipx.ipx_header import (
-    BROADCAST_NODE, IpxAddress, IpxHeader, MalformedIpx, decode, encode, format_node, parse_node,
-    ping_reply, ping_request, registration_reply, registration_request)
+    BROADCAST_NODE,
+    IpxAddress,
+    IpxHeader,
+    MalformedIpx,
+    decode,
+    encode,
+    format_node,
+    parse_node,
+    ping_reply,
+    ping_request,
+    registration_reply,
+    registration_request,
+)
 
 # DOSBox's registration request, byte for byte (ipx.cpp ConnectToServer):
 # checksum ffff, length 30, tc 0, type 0, dest 0/0/socket 2, src 0/0/socket 2

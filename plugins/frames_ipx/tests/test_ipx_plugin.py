@@ -1,7 +1,6 @@
 """The ipx plugin installs, registers under shoal.plugins and validates its table."""
 
 import pytest
-
 from shoal.config import NodeConfig, plugin_settings
 from shoal.errors import ConfigError
 from shoal.plugins import list_plugins, load_plugins
@@ -31,12 +30,12 @@ def test_settings_validated():
 
 
 # ------------------------------------------------------------------ wiring into a node
-from types import SimpleNamespace  # noqa: E402
+from types import SimpleNamespace
 
-from shoal.identity import StaticKeypair, encode_key  # noqa: E402
-from shoal_frames_ipx.frame_counter import IpxFrameCounter  # noqa: E402
-from shoal_frames_ipx.framing import IpxFraming, frame_ipx  # noqa: E402
-from shoal_frames_ipx.plugin import IpxRuntime, IpxSettings  # noqa: E402
+from shoal.identity import StaticKeypair, encode_key
+from shoal_frames_ipx.frame_counter import IpxFrameCounter
+from shoal_frames_ipx.framing import IpxFraming, frame_ipx
+from shoal_frames_ipx.plugin import IpxRuntime, IpxSettings
 
 
 def test_bridge_peers_are_the_peers_sharing_a_network():

@@ -5,7 +5,14 @@ from __future__ import annotations
 import socket
 
 from shoal_frames_ipx.ipx_header import (
-    BROADCAST_NODE, IpxAddress, IpxHeader, decode, encode, ping_request, registration_request)
+    BROADCAST_NODE,
+    IpxAddress,
+    IpxHeader,
+    decode,
+    encode,
+    ping_request,
+    registration_request,
+)
 from shoal_frames_ipx.ipxnet import ENVELOPE, IpxnetBridge, ToClient, ToNode
 
 IP = {n: socket.inet_aton(f"100.64.0.{i}") for i, n in enumerate(["alice", "bob", "carol",

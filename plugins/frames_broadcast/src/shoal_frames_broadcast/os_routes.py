@@ -44,7 +44,7 @@ def iface_ipv4(name: str) -> tuple[str, int] | None:
             mask = fcntl.ioctl(s.fileno(), SIOCGIFNETMASK, ifreq)[20:24]
         except OSError:
             return None
-    prefix = bin(int.from_bytes(mask, "big")).count("1")
+    prefix = int.from_bytes(mask, "big").bit_count()
     return socket.inet_ntoa(addr), prefix
 
 

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-
 from shoal.hookspecs import hookimpl
 from shoal.identity import decode_public_key
 from shoal.plugin_context import PluginContext
+
 from shoal_frames_broadcast.classify import directed_broadcast
 from shoal_frames_broadcast.fanout import Flooder
 from shoal_frames_broadcast.os_routes import iface_ipv4, route_commands, run_commands

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 class TokenBucket:
-    __slots__ = ("rate", "burst", "tokens", "last")
+    __slots__ = ("burst", "last", "rate", "tokens")
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
         if rate <= 0 or burst < 1:
@@ -24,8 +24,7 @@ class TokenBucket:
         t = self.tokens
         if now > self.last:
             t += (now - self.last) * self.rate
-            if t > self.burst:
-                t = self.burst
+            t = min(t, self.burst)
             self.last = now
         if t >= 1.0:
             self.tokens = t - 1.0

@@ -24,9 +24,20 @@ import sys
 import time
 
 from shoal.config import parse_endpoint
+
 from shoal_frames_ipx.ipx_header import (
-    BROADCAST_NODE, ECHO_SOCKET, IpxAddress, IpxHeader, MalformedIpx, decode, encode, format_node,
-    ping_reply, ping_request, registration_request)
+    BROADCAST_NODE,
+    ECHO_SOCKET,
+    IpxAddress,
+    IpxHeader,
+    MalformedIpx,
+    decode,
+    encode,
+    format_node,
+    ping_reply,
+    ping_request,
+    registration_request,
+)
 
 GAME_SOCKET = 0x4000
 

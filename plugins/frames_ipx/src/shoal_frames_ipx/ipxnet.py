@@ -47,7 +47,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal_frames_ipx.ipx_header import (
-    BROADCAST_NODE, ECHO_SOCKET, HEADER_LEN, MalformedIpx, decode, format_node, registration_reply)
+    BROADCAST_NODE,
+    ECHO_SOCKET,
+    HEADER_LEN,
+    MalformedIpx,
+    decode,
+    format_node,
+    registration_reply,
+)
 
 log = logging.getLogger(__name__)
 

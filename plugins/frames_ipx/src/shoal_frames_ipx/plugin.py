@@ -19,11 +19,11 @@ import socket
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from shoal.config import parse_endpoint
 from shoal.hookspecs import hookimpl
 from shoal.identity import decode_public_key
 from shoal.plugin_context import PluginContext
+
 from shoal_frames_ipx.bridge import IpxnetService
 from shoal_frames_ipx.frame_counter import IpxFrameCounter
 
