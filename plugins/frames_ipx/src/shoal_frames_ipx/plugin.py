@@ -57,6 +57,7 @@ class IpxRuntime:
         self.service: IpxnetService | None = None
         self.frames: IpxFrameCounter | None = None
         self.frames_error: str | None = None
+        self._starting: asyncio.Task[None] | None = None
 
     def peer_ips(self) -> set[bytes]:
         """Overlay addresses of the peers that share a network with this node."""
@@ -91,9 +92,11 @@ class IpxRuntime:
         if s.ipxnet_listen is not None:
             self.service = IpxnetService(parse_endpoint(s.ipxnet_listen), s.bridge_port,
                                          lambda: node.virtual_ip, self.peer_ips)
-            asyncio.get_running_loop().create_task(self.service.start())
+            self._starting = asyncio.get_running_loop().create_task(self.service.start())
 
     def stop(self) -> None:
+        if self._starting is not None:
+            self._starting.cancel()
         if self.service is not None:
             self.service.close()
         if self.frames is not None:
