@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-exec .venv/bin/python scripts/demo.py "$@"
+.venv/bin/python scripts/demo.py "$@"
+# The LAN side: broadcast discovery answered by every node, DOSBox IPXNET clients across nodes.
+exec .venv/bin/python scripts/lan_demo.py
