@@ -386,6 +386,8 @@ def _terminate(signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.keep:
+        os.environ["SHOAL_KEEP_LAB"] = "1"  # Lab.close keeps its directory (logs)
     why = netlab.can_run()
     missing = [t for t in ("iperf3", "wireguard-go", "wg", "ping", "ss") if not shutil.which(t)]
     if why or missing:

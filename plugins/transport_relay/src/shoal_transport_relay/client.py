@@ -47,6 +47,7 @@ class RelayClient:
         self._sent_ts = 0
         self._ids: dict[str, bytes] = {}
         self.on_ready: Any = None   # callback(client) when the relay becomes usable
+        self._last_realloc = 0.0
 
     @staticmethod
     def endpoint_for(public_key: bytes) -> tuple[str, str]:
@@ -188,8 +189,13 @@ class RelayClient:
             self._alloced.set()
         elif kind == p.REFUSED:
             self.refused += 1
-            if len(data) > 3 and data[3] == p.REFUSE_NOT_REGISTERED:
-                self.ready = False  # the relay forgot us (restart): register again
+            if len(data) > 3 and data[3] == p.REFUSE_NOT_REGISTERED and self._grant is not None:
+                # The relay does not know this address (it restarted, or our NAT
+                # gave us a new port): register again at once, at most twice a second.
+                now = time.monotonic()
+                if now - self._last_realloc > 0.5:
+                    self._last_realloc = now
+                    self._send_raw(self._alloc_msg())
 
 
 class _UdpSide(asyncio.DatagramProtocol):

@@ -184,6 +184,7 @@ class Agent:
                 for pt in self.peers.values():
                     for p in pt.checks.pairs:
                         p.next_at = 0.0
+                    self._replan(pt)
 
     async def netcheck(self) -> dict[str, Any]:
         if self.discovery is not None and self.discovery.endpoints:
@@ -194,6 +195,7 @@ class Agent:
     # ------------------------------------------------------------ peers
     def on_peer(self, peer: Peer, info: m.PeerInfo) -> None:
         pt = self.peers.get(peer.public_key)
+        moved = pt is not None and pt.info.nat.public_endpoint != info.nat.public_endpoint
         if pt is None:
             kp = self.node.keypair
             pt = PeerTraversal(peer, info, CheckList(peer.name, self.main),
@@ -209,6 +211,17 @@ class Agent:
             t = CandidateType.SRFLX if e == info.nat.public_endpoint else CandidateType.HOST
             cands.append((addr, t))
         pt.checks.set_remote_candidates(cands)
+        if moved:
+            self._replan(pt)
+        else:
+            self._plan_birthday(pt)
+
+    def _replan(self, pt: PeerTraversal) -> None:
+        """A NAT moved (rebind): punch again if no direct pair works any more."""
+        if pt.checks.best() is not None:
+            return
+        self._end_birthday(pt, keep=None)
+        pt.opener = pt.sprayer = None
         self._plan_birthday(pt)
 
     def on_peer_gone(self, key: bytes) -> None:
@@ -305,6 +318,7 @@ class Agent:
                 and not getattr(peer, "direct_dead", False) and peer.current is not None \
                 and any(p.last_pong > -1e17 for p in pt.checks.pairs):
             peer.direct_dead = True  # the direct path we used stopped answering
+            self._replan(pt)
             relay = self.node.relay()
             log.info("peer %s: direct path lost%s", peer.name,
                      ", falling back to the relay" if relay else "")
