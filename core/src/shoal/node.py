@@ -364,9 +364,18 @@ class Node:
                           "networks": info.networks, "path": "none", "transport": None,
                           "endpoint": None, "rtt_ms": None, "rx_bytes": 0, "tx_bytes": 0})
         ctl = self.control.state if self.control else None
+        # Online members as this node sees them: itself plus the peers it has a live
+        # tunnel to through that network (presence is not re-pushed per network).
+        online_in: dict[str, int] = {}
+        for p in peers:
+            if p["online"]:
+                for net in p["networks"]:
+                    online_in[net] = online_in.get(net, 0) + 1
         networks = [{"name": n.name, "role": n.role, "type": n.type, "members": n.members,
-                     "online": n.online, "join_mode": n.join_mode,
-                     "member_limit": n.member_limit, "pending": n.pending}
+                     "online": (online_in.get(n.name, 0) + (1 if ctl and ctl.online else 0))
+                     if n.role != "pending" else 0,
+                     "join_mode": n.join_mode, "member_limit": n.member_limit,
+                     "pending": n.pending}
                     for n in (ctl.networks if ctl else [])]
         status = {
             "node": {

@@ -52,6 +52,7 @@ class Online:
     name: str
     endpoints: list[str]
     nat: m.NatInfo = field(default_factory=m.NatInfo)
+    info: m.PeerInfo | None = None    # cached description of this node for its peers
     told: dict[str, m.PeerInfo] = field(default_factory=dict)   # peers this node was told about
 
 
@@ -123,8 +124,7 @@ class Coordinator:
         # The first peers message after a login is a full snapshot: the node keeps
         # tunnels that are still wanted and drops the rest, so re-login drops nothing.
         out += self._sync_peers(key, full=True)
-        out += self._sync_many(self._neighbours(key))
-        out += self._announce_networks(self.memberships.get(key, set()), skip=key)
+        out += self._sync_towards(key)
         return welcome, out
 
     def report(self, key: str, r: m.Report, observed: str | None = None) -> Outbox:
@@ -134,7 +134,8 @@ class Coordinator:
             return []
         endpoints = list(dict.fromkeys(r.endpoints))  # keep order, drop duplicates
         on.endpoints, on.nat = endpoints[:16], r.nat
-        return self._sync_many(self._neighbours(key))
+        on.info = None
+        return self._sync_towards(key)
 
     def logout(self, key: str) -> Outbox:
         if self.online.pop(key, None) is None:
@@ -144,9 +145,7 @@ class Coordinator:
             node = replace(node, last_seen=self.clock())
             self.nodes[key] = node
             self.store.put_node(node)
-        out = self._sync_many(self._neighbours(key))
-        out += self._announce_networks(self.memberships.get(key, set()), skip=key)
-        return out
+        return self._sync_towards(key)
 
     # ------------------------------------------------------------ visibility
     def _sees(self, net: NetworkRecord, a: MemberRecord, b: MemberRecord) -> bool:
@@ -170,12 +169,53 @@ class Coordinator:
                     continue
                 if self._sees(net, me, mem):
                     via.setdefault(other, []).append(netname)
-        out = {}
-        for other, nets in via.items():
-            node = self.nodes[other]
-            on = self.online[other]
-            out[other] = m.PeerInfo(public_key=other, name=node.name, virtual_ip=node.virtual_ip,
-                                    endpoints=on.endpoints, networks=nets, nat=on.nat)
+        return {other: self._info(other, nets) for other, nets in via.items()}
+
+    def _info(self, key: str, networks: list[str]) -> m.PeerInfo:
+        """What a node is told about an online peer (built without re-validation: the
+        fields come from validated state, and this runs for every pair on a login)."""
+        on = self.online[key]
+        base = on.info
+        if base is None:
+            node = self.nodes[key]
+            base = on.info = m.PeerInfo.model_construct(
+                public_key=key, name=node.name, virtual_ip=node.virtual_ip,
+                endpoints=on.endpoints, networks=[], nat=on.nat)
+        return base.model_copy(update={"networks": networks})
+
+    def _pair_networks(self, viewer: str, other: str) -> list[str]:
+        """Networks through which ``viewer`` may see ``other`` (sorted)."""
+        out = []
+        for netname in sorted(self.memberships.get(viewer, set())
+                              & self.memberships.get(other, set())):
+            members = self.members[netname]
+            if self._sees(self.networks[netname], members[viewer], members[other]):
+                out.append(netname)
+        return out
+
+    def _sync_towards(self, key: str, among: set[str] | None = None) -> Outbox:
+        """``key`` came, went or changed: update only the pairs (neighbour, key).
+
+        A presence change touches one pair per neighbour, so a login costs
+        O(network size), not O(network size squared).
+        """
+        out: Outbox = []
+        online = key in self.online
+        for n in (self._neighbours(key) if among is None else among - {key}):
+            if n not in self.online:
+                continue
+            on = self.online[n]
+            nets = self._pair_networks(n, key) if online else []
+            old = on.told.get(key)
+            if not nets:
+                if old is not None:
+                    del on.told[key]
+                    out.append((n, m.Peers(down=[key])))
+                continue
+            info = self._info(key, nets)
+            if info != old:
+                on.told[key] = info
+                out.append((n, m.Peers(up=[info])))
         return out
 
     def _sync_peers(self, key: str, full: bool = False) -> Outbox:
@@ -235,14 +275,6 @@ class Coordinator:
     def _networks_msg(self, key: str) -> m.Networks:
         return m.Networks(networks=self.summaries(key))
 
-    def _announce_networks(self, netnames: set[str] | list[str], skip: str | None = None
-                           ) -> Outbox:
-        keys: set[str] = set()
-        for n in netnames:
-            keys |= self._network_keys(n)
-        keys.discard(skip or "")
-        return [(k, self._networks_msg(k)) for k in keys]
-
     # ------------------------------------------------------------ lookups
     def network(self, name: str) -> NetworkRecord:
         net = self.networks.get(name)
@@ -283,10 +315,18 @@ class Coordinator:
             s.discard(netname)
         self.store.delete_member(netname, key)
 
-    def _changed(self, netname: str, extra: set[str] | None = None) -> Outbox:
-        """After a change in ``netname``: re-sync peers and summaries of everyone involved."""
+    def _changed(self, netname: str, extra: set[str] | None = None,
+                 only: str | None = None) -> Outbox:
+        """After a change in ``netname``: re-sync peers and summaries of everyone involved.
+
+        ``only``: the change concerns that one member (joined, left, approved,
+        evicted), so only its pairs are re-examined.
+        """
         keys = self._network_keys(netname) | {k for k in (extra or set()) if k in self.online}
-        out = self._sync_many(keys)
+        if only is not None:
+            out = self._sync_peers(only) + self._sync_towards(only, among=keys)
+        else:
+            out = self._sync_many(keys)
         out += [(k, self._networks_msg(k)) for k in keys]
         return out
 
@@ -319,7 +359,7 @@ class Coordinator:
             raise RequestError("full", f"network {name!r} is full ({net.member_limit} members)")
         status = "pending" if net.join_mode == "approval" else "active"
         self._put_member(MemberRecord(name, key, status, False, self.clock()))
-        return status, self._changed(name, {key})
+        return status, self._changed(name, {key}, only=key)
 
     def leave(self, key: str, name: str) -> Outbox:
         net = self.network(name)
@@ -334,7 +374,7 @@ class Coordinator:
             net = replace(net, owner=heirs[0].public_key)
             self.networks[name] = net
             self.store.put_network(net)
-        return self._changed(name, {key})
+        return self._changed(name, {key}, only=key)
 
     def approve(self, key: str, name: str, who: str) -> Outbox:
         net = self.owned(key, name)
@@ -346,7 +386,7 @@ class Coordinator:
         if active >= net.member_limit:
             raise RequestError("full", f"network {name!r} is full ({net.member_limit} members)")
         self._put_member(mem.with_(status="active"))
-        return self._changed(name)
+        return self._changed(name, only=target)
 
     def evict(self, key: str, name: str, who: str) -> Outbox:
         self.owned(key, name)
@@ -355,7 +395,7 @@ class Coordinator:
             raise RequestError("invalid", "the owner cannot evict itself; transfer ownership "
                                           "or delete the network")
         self._del_member(name, target)
-        return self._changed(name, {target})
+        return self._changed(name, {target}, only=target)
 
     def set(self, key: str, a: m.SetArgs, password_hash: str | None) -> Outbox:
         net = self.owned(key, a.name)
