@@ -195,3 +195,17 @@ def test_falls_back_to_relay_and_returns_to_direct(world):
                interval=0.2, what="the return to a direct path")
     assert world.ping("full1", "addr1")
     assert fallback < 10, f"fallback took {fallback:.1f} s"
+
+
+def test_shoal_ping_reports_the_path(world):
+    for a, b, path in (("port1", "sym1", "direct"), ("sym1", "sym2", "relay")):
+        node, _ = world.nodes[a]
+        wait_until(lambda: (p := node.peer(world.lab, b)) and p["path"] == path, 20,
+                   what=f"{a} -> {b} on the {path} path")
+        r = world.lab.shoal(node.ns, "ping", b, "-c", "2", "-i", "0.2", "--config",
+                            str(node.config))
+        lines = r.stdout.strip().splitlines()
+        assert len(lines) == 2 and all(f"via {path}" in ln and "time=" in ln for ln in lines), \
+            r.stdout
+    r = world.lab.shoal(node.ns, "ping", "nobody", "--config", str(node.config), check=False)
+    assert r.returncode != 0 and "no peer called 'nobody'" in r.stderr

@@ -233,6 +233,25 @@ def _table(rows: list[tuple[str, ...]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
+def cmd_ping(args: argparse.Namespace) -> int:
+    r = api.call(_socket_path(args), "ping",
+                 {"peer": args.peer, "count": args.count, "interval": args.interval},
+                 timeout=args.count * args.interval + 10)
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        via = f"{r['path']} ({r.get('transport') or '-'} {r.get('endpoint') or '-'})"
+        for seq, rtt in enumerate(r["rtt_ms"], start=1):
+            if rtt is None:
+                print(f"{r['peer']} ({r['virtual_ip']}): seq={seq} timeout")
+            else:
+                print(f"{r['peer']} ({r['virtual_ip']}): seq={seq} time={rtt:.2f} ms via {via}")
+    lost = sum(1 for x in r["rtt_ms"] if x is None)
+    if lost == len(r["rtt_ms"]):
+        raise ShoalError(f"no reply from {r['peer']} ({r['virtual_ip']})")
+    return 0
+
+
 def cmd_netcheck(args: argparse.Namespace) -> int:
     r = api.call(_socket_path(args), "netcheck", timeout=30)
     if args.json:
@@ -348,6 +367,15 @@ def build_parser() -> argparse.ArgumentParser:
     ns.add_argument("--no-hub", action="append", help="unmark a hub (repeatable)")
     ns.add_argument("--gateway", help="member that bridges the network to its LAN")
     ns.add_argument("--lan-route", dest="lan_route", help="the LAN the gateway announces (CIDR)")
+
+    pg = sub.add_parser("ping", help="overlay ping: path (direct/relay) and RTT per reply")
+    pg.add_argument("peer", help="peer name, overlay address or public key")
+    pg.add_argument("-c", "--count", type=int, default=4)
+    pg.add_argument("-i", "--interval", type=float, default=1.0)
+    pg.add_argument("--config", "--conf", dest="config")
+    pg.add_argument("--socket")
+    pg.add_argument("--json", action="store_true")
+    pg.set_defaults(func=cmd_ping)
 
     nc_ = sub.add_parser("netcheck", help="NAT behaviour, public endpoint, relay reachability")
     nc_.add_argument("-c", "--config")

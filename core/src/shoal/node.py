@@ -309,6 +309,9 @@ class Node:
             return self.status()
         if cmd == "netcheck":
             return await self.netcheck()
+        if cmd == "ping":
+            return await self.ping(str(args.get("peer", "")), int(args.get("count", 4)),
+                                   float(args.get("interval", 1.0)))
         if cmd == "network":
             if self.control is None:
                 raise ShoalError("this node has no [server]: networks need a coordination server")
@@ -317,6 +320,31 @@ class Node:
                 raise ShoalError(f"unknown network operation {op!r}")
             return await self.control.request(op, args.get("args") or {})
         raise ShoalError(f"unknown command {cmd!r}")
+
+    def find_peer(self, who: str) -> Peer:
+        """A peer by name, overlay address or public key."""
+        assert self.engine is not None
+        hits = [p for p in self.engine.peers.values()
+                if who in (p.name, p.virtual_ip, p.public_key_b64)]
+        if not hits:
+            raise ShoalError(f"no peer called {who!r} (see 'shoal status')")
+        if len(hits) > 1:
+            raise ShoalError(f"several peers are called {who!r}; use the address or key")
+        return hits[0]
+
+    async def ping(self, who: str, count: int, interval: float) -> dict[str, Any]:
+        from shoal.overlay_ping import ping
+
+        if not 1 <= count <= 1000 or not 0.01 <= interval <= 60:
+            raise ShoalError("ping: count must be 1..1000 and interval 0.01..60 s")
+        peer = self.find_peer(who)
+        if self.virtual_ip is None:
+            raise ShoalError("this node has no overlay address yet")
+        rtts = await ping(self.virtual_ip, peer.virtual_ip, count, interval, timeout=2.0)
+        return {"peer": peer.name, "virtual_ip": peer.virtual_ip, "rtt_ms": rtts,
+                "path": getattr(peer.via, "kind", "direct") if peer.current else "none",
+                "transport": getattr(peer.via, "name", None),
+                "endpoint": _fmt_endpoint(peer.endpoint)}
 
     async def netcheck(self) -> dict[str, Any]:
         """NAT behaviour (fresh discovery when an agent is present) and relay reachability."""
