@@ -148,8 +148,8 @@ def test_shared_networks_exactly_one_tunnel():
     w.create("a", "two")
     w.join("b", "one")
     w.join("b", "two")
-    info = w.c.online[w.keys["a"]].told[w.keys["b"]]
-    assert info.networks == ["one", "two"]
+    assert w.c.desired_peers(w.keys["a"])[w.keys["b"]].networks == ["one", "two"]
+    assert w.c.online[w.keys["a"]].told[w.keys["b"]][1] == ("one", "two")
     w.deliver(w.c.leave(w.keys["b"], "one"))
     assert w.peers("a") == {"b"}  # still share "two"
     w.deliver(w.c.leave(w.keys["b"], "two"))

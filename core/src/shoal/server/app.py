@@ -13,6 +13,7 @@ Password hashing runs in a worker thread so a slow KDF never stalls the loop.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import time
@@ -77,6 +78,7 @@ class Server:
         # callables key -> RelayGrant, added by relay plugins (shoal_server_register_services)
         self.relay_granters: list[Any] = []
         self.relay_service: Any = None
+        self.stopping = False
         self._tcp: asyncio.base_events.Server | None = None
         self._discovery: list[asyncio.DatagramTransport] = []
         self.ready = asyncio.Event()
@@ -84,21 +86,30 @@ class Server:
     # ------------------------------------------------------------ lifecycle
     async def run(self, stop: asyncio.Event) -> None:
         host, port = parse_endpoint(self.cfg.listen)
+        # A large backlog: after a server restart every node reconnects at once.
         self._tcp = await asyncio.start_server(self._accept, host, port, limit=1 << 16,
-                                               reuse_address=True)
+                                               reuse_address=True, backlog=4096)
         self._discovery = await discovery.serve(self.cfg.discovery)
         tasks = [asyncio.create_task(start()) for start in self.services]
+        # Long-lived state (nodes, networks, members) need not be scanned by the
+        # cyclic GC again and again; collections stay short as the state grows.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
         log.info("coordination server listening on %s (key %s), discovery on %s",
                  self.cfg.listen, self.keypair.public_b64, ", ".join(self.cfg.discovery) or "-")
         self.ready.set()
         try:
             await stop.wait()
         finally:
+            # Shutting down: record every session's end without telling the
+            # others (they are going away too), then close the store last.
+            self.stopping = True
             for t in tasks:
                 t.cancel()
             self._tcp.close()
-            for s in list(self.sessions.values()):
-                s.writer.close()
+            for sess in list(self.sessions.values()):
+                self._drop(sess)
             for t in self._discovery:
                 t.close()
             self.store.close()
@@ -119,7 +130,9 @@ class Server:
         s.writer.close()
         if self.sessions.get(s.key) is s:
             del self.sessions[s.key]
-            self.deliver(self.coord.logout(s.key))
+            out = self.coord.logout(s.key, notify=not self.stopping)
+            if not self.stopping:
+                self.deliver(out)
 
     # ------------------------------------------------------------ connections
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -268,7 +281,7 @@ class Server:
             case "leave", m.NetworkArgs():
                 return None, c.leave(key, a.name)
             case "list", _:
-                return [x.model_dump() for x in c.summaries(key)], []
+                return [x.model_dump() for x in c.summaries(key, with_online=True)], []
             case "members", m.NetworkArgs():
                 return c.member_list(key, a.name), []
             case "approve", m.MemberArgs():

@@ -33,6 +33,7 @@ from shoal.server.store import MemberRecord, NetworkRecord, NodeRecord, Store
 log = logging.getLogger(__name__)
 
 Outbox = list[tuple[str, m.Msg]]
+View = tuple[int, tuple[str, ...]]
 
 
 class RequestError(Exception):
@@ -53,7 +54,10 @@ class Online:
     endpoints: list[str]
     nat: m.NatInfo = field(default_factory=m.NatInfo)
     info: m.PeerInfo | None = None    # cached description of this node for its peers
-    told: dict[str, m.PeerInfo] = field(default_factory=dict)   # peers this node was told about
+    version: int = 0                  # bumped when that description changes
+    # What this node was told about each peer: (the peer's version, networks).
+    # Small tuples, not messages: this is per pair, so it is most of the memory.
+    told: dict[str, View] = field(default_factory=dict)
 
 
 class Coordinator:
@@ -67,6 +71,7 @@ class Coordinator:
         self.members: dict[str, dict[str, MemberRecord]] = {}     # network -> key -> member
         self.memberships: dict[str, set[str]] = {}                # key -> networks
         self.online: dict[str, Online] = {}
+        self._active_counts: dict[str, int] = {}
         self._used_ips: set[int] = set()
         nodes, nets, members = store.load()
         for n in nodes:
@@ -135,9 +140,11 @@ class Coordinator:
         endpoints = list(dict.fromkeys(r.endpoints))  # keep order, drop duplicates
         on.endpoints, on.nat = endpoints[:16], r.nat
         on.info = None
+        on.version += 1
         return self._sync_towards(key)
 
-    def logout(self, key: str) -> Outbox:
+    def logout(self, key: str, notify: bool = True) -> Outbox:
+        """The node went away; ``notify=False`` (server shutdown) only records it."""
         if self.online.pop(key, None) is None:
             return []
         node = self.nodes.get(key)
@@ -145,7 +152,7 @@ class Coordinator:
             node = replace(node, last_seen=self.clock())
             self.nodes[key] = node
             self.store.put_node(node)
-        return self._sync_towards(key)
+        return self._sync_towards(key) if notify else []
 
     # ------------------------------------------------------------ visibility
     def _sees(self, net: NetworkRecord, a: MemberRecord, b: MemberRecord) -> bool:
@@ -157,6 +164,10 @@ class Coordinator:
 
     def desired_peers(self, key: str) -> dict[str, m.PeerInfo]:
         """Online peers ``key`` should have a tunnel to, with the networks that justify it."""
+        return {other: self._info(other, list(nets))
+                for other, nets in self._desired(key).items()}
+
+    def _desired(self, key: str) -> dict[str, tuple[str, ...]]:
         via: dict[str, list[str]] = {}
         for netname in sorted(self.memberships.get(key, ())):
             net = self.networks[netname]
@@ -169,7 +180,10 @@ class Coordinator:
                     continue
                 if self._sees(net, me, mem):
                     via.setdefault(other, []).append(netname)
-        return {other: self._info(other, nets) for other, nets in via.items()}
+        return {other: tuple(nets) for other, nets in via.items()}
+
+    def _view(self, key: str, nets: tuple[str, ...]) -> View:
+        return (self.online[key].version, nets)
 
     def _info(self, key: str, networks: list[str]) -> m.PeerInfo:
         """What a node is told about an online peer (built without re-validation: the
@@ -205,30 +219,30 @@ class Coordinator:
             if n not in self.online:
                 continue
             on = self.online[n]
-            nets = self._pair_networks(n, key) if online else []
+            nets = tuple(self._pair_networks(n, key)) if online else ()
             old = on.told.get(key)
             if not nets:
                 if old is not None:
                     del on.told[key]
                     out.append((n, m.Peers(down=[key])))
                 continue
-            info = self._info(key, nets)
-            if info != old:
-                on.told[key] = info
-                out.append((n, m.Peers(up=[info])))
+            view = self._view(key, nets)
+            if view != old:
+                on.told[key] = view
+                out.append((n, m.Peers(up=[self._info(key, list(nets))])))
         return out
 
     def _sync_peers(self, key: str, full: bool = False) -> Outbox:
         on = self.online.get(key)
         if on is None:
             return []
-        want = self.desired_peers(key)
+        want = {k: self._view(k, nets) for k, nets in self._desired(key).items()}
+        told, on.told = on.told, want
         if full:
-            on.told = want
-            return [(key, m.Peers(full=True, up=list(want.values())))]
-        up = [p for k, p in want.items() if on.told.get(k) != p]
-        down = [k for k in on.told if k not in want]
-        on.told = want
+            return [(key, m.Peers(full=True, up=[self._info(k, list(v[1]))
+                                                 for k, v in want.items()]))]
+        up = [self._info(k, list(v[1])) for k, v in want.items() if told.get(k) != v]
+        down = [k for k in told if k not in want]
         if not up and not down:
             return []
         return [(key, m.Peers(up=up, down=down))]
@@ -258,18 +272,29 @@ class Coordinator:
             return "owner"
         return "hub" if mem.hub else "member"
 
-    def summaries(self, key: str) -> list[m.NetworkSummary]:
+    def _active_count(self, netname: str) -> int:
+        """Active members of a network, cached until its membership changes."""
+        n = self._active_counts.get(netname)
+        if n is None:
+            n = self._active_counts[netname] = sum(
+                1 for x in self.members[netname].values() if x.status == "active")
+        return n
+
+    def summaries(self, key: str, with_online: bool = False) -> list[m.NetworkSummary]:
+        """This node's networks. ``with_online`` counts online members (O(size) each):
+        asked for by ``list``; pushed summaries leave it to the node, which knows
+        which of its peers are up."""
         out = []
         for netname in sorted(self.memberships.get(key, ())):
             net = self.networks[netname]
             members = self.members[netname]
-            mem = members[key]
-            active = [k for k, x in members.items() if x.status == "active"]
+            active = self._active_count(netname)
+            online = sum(1 for k, x in members.items()
+                         if x.status == "active" and k in self.online) if with_online else 0
             out.append(m.NetworkSummary(
-                name=net.name, type=net.type, role=self._role(net, mem), join_mode=net.join_mode,
-                member_limit=net.member_limit, members=len(active),
-                pending=(len(members) - len(active)) if net.owner == key else 0,
-                online=sum(1 for k in active if k in self.online)))
+                name=net.name, type=net.type, role=self._role(net, members[key]),
+                join_mode=net.join_mode, member_limit=net.member_limit, members=active,
+                pending=(len(members) - active) if net.owner == key else 0, online=online))
         return out
 
     def _networks_msg(self, key: str) -> m.Networks:
@@ -304,11 +329,13 @@ class Coordinator:
 
     # ------------------------------------------------------------ mutations
     def _put_member(self, mem: MemberRecord) -> None:
+        self._active_counts.pop(mem.network, None)
         self.members[mem.network][mem.public_key] = mem
         self.memberships.setdefault(mem.public_key, set()).add(mem.network)
         self.store.put_member(mem)
 
     def _del_member(self, netname: str, key: str) -> None:
+        self._active_counts.pop(netname, None)
         self.members[netname].pop(key, None)
         s = self.memberships.get(key)
         if s is not None:
@@ -354,8 +381,7 @@ class Coordinator:
             raise RequestError("wrong_password", f"wrong password for network {name!r}")
         if existing is not None:  # pending: asking again changes nothing
             return "pending", []
-        active = sum(1 for x in self.members[name].values() if x.status == "active")
-        if active >= net.member_limit:
+        if self._active_count(name) >= net.member_limit:
             raise RequestError("full", f"network {name!r} is full ({net.member_limit} members)")
         status = "pending" if net.join_mode == "approval" else "active"
         self._put_member(MemberRecord(name, key, status, False, self.clock()))
@@ -382,8 +408,7 @@ class Coordinator:
         mem = self.members[name][target]
         if mem.status == "active":
             return []
-        active = sum(1 for x in self.members[name].values() if x.status == "active")
-        if active >= net.member_limit:
+        if self._active_count(name) >= net.member_limit:
             raise RequestError("full", f"network {name!r} is full ({net.member_limit} members)")
         self._put_member(mem.with_(status="active"))
         return self._changed(name, only=target)
