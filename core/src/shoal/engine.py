@@ -147,7 +147,7 @@ class Engine:
         for p in self.peers.values():
             if p.via is self.transport:
                 p.send = self.transport.send
-        loop.add_reader(self.tun_fd, self.on_tap_readable if self.l2 else self.on_tun_readable)
+        loop.add_reader(self.tun_fd, self.on_interface_readable)
         if autotick:
             self._tick_task = loop.create_task(self._tick_loop())
 
@@ -198,24 +198,34 @@ class Engine:
                     self._send(main, pkt, ep)
 
     # ------------------------------------------------------------ hot path: interface -> peer
-    def on_tun_readable(self) -> None:
+    def on_interface_readable(self) -> None:
+        """Drain the interface: route each packet (by IP in TUN mode, MAC in TAP mode),
+        seal it with the peer's current session and send it on the peer's path."""
         read = os.read
         fd = self.tun_fd
         routes = self.routes
+        l2 = self.l2
         for _ in range(TUN_BATCH):
             try:
                 pkt = read(fd, 65536)
             except OSError:  # BlockingIOError: drained
                 return
-            v = pkt[0] >> 4 if pkt else 0
-            if v == 4 and len(pkt) >= 20:
-                peer = routes.get(pkt[16:20])
-            elif v == 6 and len(pkt) >= 40:
-                peer = routes.get(pkt[24:40])
+            n = len(pkt)
+            if l2:
+                if n < 14:
+                    self.drops.malformed += 1
+                    continue
+                peer = routes.get(pkt[0:6])
             else:
-                self.drops.malformed += 1
-                continue
-            if peer is None:
+                v = pkt[0] >> 4 if n else 0
+                if v == 4 and n >= 20:
+                    peer = routes.get(pkt[16:20])
+                elif v == 6 and n >= 40:
+                    peer = routes.get(pkt[24:40])
+                else:
+                    self.drops.malformed += 1
+                    continue
+            if peer is None:  # broadcast, multicast, unknown destination
                 self._unrouted(pkt)
                 continue
             s = peer.current
@@ -233,40 +243,7 @@ class Engine:
                 continue
             st = peer.stats
             st.tx_packets += 1
-            st.tx_bytes += len(pkt)
-
-    def on_tap_readable(self) -> None:
-        read = os.read
-        fd = self.tun_fd
-        routes = self.routes
-        for _ in range(TUN_BATCH):
-            try:
-                pkt = read(fd, 65536)
-            except OSError:
-                return
-            if len(pkt) < 14:
-                self.drops.malformed += 1
-                continue
-            peer = routes.get(pkt[0:6])
-            if peer is None:  # broadcast, multicast or unknown MAC
-                self._unrouted(pkt)
-                continue
-            s = peer.current
-            if s is None:
-                self._stage(peer, pkt)
-                continue
-            c = s.send_counter
-            s.send_counter = c + 1
-            ctr = c.to_bytes(8, "little")
-            header = s._header_prefix + ctr
-            try:
-                peer.send(header + s.encrypt(ZERO4 + ctr, pkt, header), peer.endpoint)
-            except OSError:
-                self.drops.send_failed += 1
-                continue
-            st = peer.stats
-            st.tx_packets += 1
-            st.tx_bytes += len(pkt)
+            st.tx_bytes += n
 
     def _unrouted(self, pkt: bytes) -> None:
         for h in self.frame_handlers:
