@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from shoal.testing import netlab
+from shoal.testing.fleet import NodeProc as Node
 from shoal.testing.netlab import Lab, wait_until
 
 _REASON = netlab.can_run()
@@ -92,14 +92,6 @@ while True:
         print("PKT", payload.hex(), flush=True)
         sys.exit(0)
 """
-
-
-@dataclass
-class Node:
-    name: str
-    ns: str
-    config: Path
-    proc: subprocess.Popen[bytes] | None = None
 
 
 @dataclass
