@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.testing import netlab
+from shoal.testing import fleet
 from shoal.testing.netlab import Lab
 
 UNDER_A, UNDER_B = "198.51.100.1", "198.51.100.2"
@@ -235,34 +236,16 @@ def bench_wg(lab: Lab, args: argparse.Namespace, ns_a: str, ns_b: str,
 # ------------------------------------------------------------------ setup
 def shoal_configs(lab: Lab, ns_a: str, ns_b: str, cipher: str) -> tuple[Path, Path]:
     nodes = {"alice": (ns_a, SHOAL_A, UNDER_A), "bob": (ns_b, SHOAL_B, UNDER_B)}
+    extra = f'[tunnel]\nciphers = ["{cipher}"]'
     paths: dict[str, Path] = {}
     keys: dict[str, str] = {}
     for name, (ns, vip, _) in nodes.items():
-        paths[name] = lab.write(f"{name}.toml", f"""\
-name = "{name}"
-state_dir = "{lab.dir / name}"
-plugins = ["udp"]
-[interface]
-name = "shoal0"
-address = "{vip}/10"
-mtu = {TUN_MTU}
-[api]
-socket = "{lab.dir / name}.sock"
-[tunnel]
-ciphers = ["{cipher}"]
-[plugin.udp]
-port = {SHOAL_PORT}
-""")
+        paths[name] = fleet.static_node_config(lab, name, vip, SHOAL_PORT, extra,
+                                                 mtu=TUN_MTU)
         keys[name] = lab.shoal(ns, "key", "public", "-c", str(paths[name])).stdout.strip()
     for name, other in (("alice", "bob"), ("bob", "alice")):
-        with paths[name].open("a") as f:
-            f.write(f"""
-[[peers]]
-name = "{other}"
-public_key = "{keys[other]}"
-endpoint = "{nodes[other][2]}:{SHOAL_PORT}"
-virtual_ip = "{nodes[other][1]}"
-""")
+        fleet.add_static_peer(paths[name], other, keys[other],
+                              f"{nodes[other][2]}:{SHOAL_PORT}", nodes[other][1])
     return paths["alice"], paths["bob"]
 
 

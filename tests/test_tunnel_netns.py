@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from shoal.testing import netlab
+from shoal.testing import fleet
 from shoal.testing.fleet import NodeProc as Node
 from shoal.testing.netlab import Lab, wait_until
 
@@ -106,31 +107,7 @@ class Env:
 
 
 def _node_config(lab: Lab, name: str, vip: str) -> Path:
-    return lab.write(f"{name}.toml", f"""\
-name = "{name}"
-state_dir = "{lab.dir / name}"
-plugins = ["udp"]
-[interface]
-name = "shoal0"
-address = "{vip}/10"
-[api]
-socket = "{lab.dir / name}.sock"
-[tunnel]
-keepalive = 2
-[plugin.udp]
-port = {PORT}
-""")
-
-
-def _add_peer(cfg: Path, name: str, key: str, endpoint: str, vip: str) -> None:
-    with cfg.open("a") as f:
-        f.write(f"""
-[[peers]]
-name = "{name}"
-public_key = "{key}"
-endpoint = "{endpoint}"
-virtual_ip = "{vip}"
-""")
+    return fleet.static_node_config(lab, name, vip, PORT, "[tunnel]\nkeepalive = 2")
 
 
 def _start(lab: Lab, node: Node) -> None:
@@ -214,8 +191,8 @@ def env() -> Iterator[Env]:
         ka = lab.shoal(a, "key", "public", "-c", str(alice.config)).stdout.strip()
         kb = lab.shoal(b, "key", "public", "-c", str(bob.config)).stdout.strip()
         assert ka and kb and ka != kb
-        _add_peer(alice.config, "bob", kb, f"{B_UNDER}:{PORT}", B_VIP)
-        _add_peer(bob.config, "alice", ka, f"{A_UNDER}:{PORT}", A_VIP)
+        fleet.add_static_peer(alice.config, "bob", kb, f"{B_UNDER}:{PORT}", B_VIP)
+        fleet.add_static_peer(bob.config, "alice", ka, f"{A_UNDER}:{PORT}", A_VIP)
         e = Env(lab, alice, bob, m, b_veth_a, lab.write("send.py", SENDER),
                 lab.write("sniff.py", SNIFFER))
         _start(lab, alice)

@@ -40,4 +40,3 @@ def test_data_header_layout():
     assert h[:4] == wire.DATA_PREFIX
     assert h[4:8] == bytes([4, 3, 2, 1])
     assert int.from_bytes(h[8:16], "little") == 7
-    assert wire.nonce_for(7) == b"\x00" * 4 + (7).to_bytes(8, "little")

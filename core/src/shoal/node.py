@@ -373,6 +373,7 @@ class Node:
                 "public_key": p.public_key_b64,
                 "virtual_ip": p.virtual_ip,
                 "online": online,
+                "state": p.state.value,
                 "networks": info.networks if info else [],
                 "path": (getattr(p.via, "kind", "direct") if online else "none"),
                 "transport": getattr(p.via, "name", None) if online else None,

@@ -104,6 +104,3 @@ def decode_resp(packet: bytes) -> HandshakeResp:
     receiver = int.from_bytes(packet[8:12], "little")
     return HandshakeResp(sender, receiver, bytes(packet[12:]))
 
-
-def nonce_for(counter: int) -> bytes:
-    return b"\x00\x00\x00\x00" + counter.to_bytes(8, "little")

@@ -66,7 +66,6 @@ class ControlClient:
         self._channel: Channel | None = None
         self._pending: dict[int, asyncio.Future[m.Result]] = {}
         self._next_id = 1
-        self._logged_in = asyncio.Event()
 
     # ------------------------------------------------------------ public
     async def request(self, op: str, args: dict[str, Any]) -> Any:
@@ -95,13 +94,6 @@ class ControlClient:
                 self._send(report)
             except (ChannelError, ConnectionError):
                 pass
-
-    async def wait_logged_in(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._logged_in.wait(), timeout)
-            return True
-        except (asyncio.TimeoutError, TimeoutError):
-            return False
 
     async def bye(self) -> None:
         if self.state.online and self._writer is not None:
@@ -140,7 +132,6 @@ class ControlClient:
 
     def _disconnected(self) -> None:
         self.state.online = False
-        self._logged_in.clear()
         if self._writer is not None:
             self._writer.close()
         self._writer = None
@@ -211,7 +202,6 @@ class ControlClient:
                 st.logins += 1
                 log.info("logged in to %s as %s", self.server, msg.virtual_ip)
                 self.on_welcome(msg)
-                self._logged_in.set()
                 if self.on_login is not None:
                     asyncio.get_running_loop().create_task(self.on_login())
             case m.Result():

@@ -94,6 +94,35 @@ def start_node(lab: Lab, ns: str, name: str, server: ServerProc,
     return node
 
 
+def static_node_config(lab: Lab, name: str, vip: str, port: int = 41641, extra: str = "",
+                       mtu: int = 1420) -> Path:
+    """A node without a server (``[[peers]]`` added with ``add_static_peer``)."""
+    return lab.write(f"{name}.toml", f'''name = "{name}"
+state_dir = "{lab.dir / name}"
+plugins = ["udp"]
+[interface]
+name = "shoal0"
+address = "{vip}/10"
+mtu = {mtu}
+[api]
+socket = "{lab.dir / name}.sock"
+{extra}
+[plugin.udp]
+port = {port}
+''')
+
+
+def add_static_peer(config: Path, name: str, key: str, endpoint: str, vip: str) -> None:
+    with config.open("a") as f:
+        f.write(f'''
+[[peers]]
+name = "{name}"
+public_key = "{key}"
+endpoint = "{endpoint}"
+virtual_ip = "{vip}"
+''')
+
+
 def wait_online(lab: Lab, node: NodeProc, timeout: float = 15) -> dict[str, Any]:
     return wait_until(lambda: (s := node.status(lab))["node"]["online"] and s, timeout,
                       what=f"{node.name} to log in")  # type: ignore[no-any-return]
