@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(iproute2 nftables iputils-ping iperf3 wireguard-go wireguard-tools ethtool jq procps dosbox)
+DEBS=(iproute2 nftables iputils-ping iperf3 wireguard-go wireguard-tools ethtool jq procps dosbox
+      postgresql coturn tinyproxy chromium chromium-driver dnsutils nebula openvpn)
 need=()
 for d in "${DEBS[@]}"; do
     dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" || need+=("$d")
