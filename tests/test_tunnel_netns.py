@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from shoal.testing import netlab
-from shoal.testing import fleet
+from shoal import wire
+from shoal.testing import fleet, netlab
 from shoal.testing.fleet import NodeProc as Node
 from shoal.testing.netlab import Lab, wait_until
 
@@ -41,11 +40,12 @@ PORT = 41641
 A_UNDER, B_UNDER = "198.51.100.1", "198.51.100.2"
 B_SIDE, M_UNDER = "203.0.113.1", "203.0.113.2"
 A_VIP, B_VIP = "100.64.0.1", "100.64.0.2"
-DATA_PREFIX = bytes([4, 1, 0, 0])
-INIT_PREFIX = bytes([1, 1, 0, 0])
+DATA_PREFIX = wire.DATA_PREFIX
+INIT_PREFIX = wire.INIT_PREFIX
 # Counters of the receive path (UDP -> interface). The others (no_route, send_failed)
 # count interface-side events, e.g. the kernel's own IPv6 packets on shoal0.
-RX_DROP_KEYS = ("malformed", "auth", "replay", "unknown_index", "handshake", "spoofed_source")
+RX_DROP_KEYS = ("malformed", "auth", "replay", "unknown_index", "handshake", "spoofed_source",
+                "bad_mac1", "cookie_required", "rate_limited", "backlog_full")
 
 # Sends each hex payload given on the command line as one UDP datagram, from one
 # fresh socket (so from an ephemeral source port unknown to the node).
@@ -250,8 +250,8 @@ def test_unknown_index_and_forged_initiation(env: Env) -> None:
     m = env.mallory
     forged = DATA_PREFIX + os.urandom(4) + (7).to_bytes(8, "little") + os.urandom(40)
     _expect_drop(env, "unknown_index", 1, lambda: _send(env, m, B_SIDE, forged))
-    init = INIT_PREFIX + os.urandom(4) + os.urandom(120)   # full length, does not authenticate
-    _expect_drop(env, "handshake", 1, lambda: _send(env, m, B_SIDE, init))
+    init = INIT_PREFIX + os.urandom(4) + os.urandom(138)   # full length, no valid mac1
+    _expect_drop(env, "bad_mac1", 1, lambda: _send(env, m, B_SIDE, init))
     _tunnel_ok(env)
 
 

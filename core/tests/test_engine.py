@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from shoal import wire
 from shoal.engine import Engine
 from shoal.identity import StaticKeypair
@@ -241,6 +240,7 @@ def test_replayed_initiation_rejected_and_unknown_key_refused():
         init = next(d for d, s, _ in p.net.sent if d[:4] == wire.INIT_PREFIX and s == A_EP)
         before = p.b.drops.handshake
         p.b.on_datagram(init, A_EP)
+        await p.settle()
         assert p.b.drops.handshake == before + 1
         stranger_tun = FakeTun()
         stranger = Engine(StaticKeypair.generate(), stranger_tun.fileno(),
@@ -300,4 +300,61 @@ def test_dead_peer_goes_offline():
             await p.tick()
         assert not p.pa.online(p.clock.t)
         p.a.stop()
+    run(main())
+
+
+# ---------------------------------------------------------------- handshake DoS defence
+def test_random_initiations_cost_no_handshake_and_tunnel_still_forms():
+    async def main():
+        import os as _os
+        p = Pair()
+        await p.start()
+        for i in range(500):  # random contents from many (spoofed) sources
+            junk = wire.INIT_PREFIX + _os.urandom(4 + 106 + 32)
+            p.b.on_datagram(junk, (f"203.0.113.{i % 250}", 1000 + i))
+        assert p.b.drops.bad_mac1 == 500
+        assert p.b.drops.handshake == 0  # no Noise work was attempted for any of them
+        await p.connect()
+        p.tun_a.inject(ipv4_packet(A_IP, B_IP))
+        await p.settle()
+        assert len(p.tun_b.delivered()) == 1
+        p.close()
+    run(main())
+
+
+def test_under_load_initiator_gets_cookie_and_then_connects():
+    async def main():
+        p = Pair()
+        await p.start()
+        p.b.guard.note_load(True)  # the responder is busy
+        p.tun_a.inject(ipv4_packet(A_IP, B_IP))
+        await p.settle()
+        assert p.b.drops.cookie_required == 1
+        assert p.pa.macs.has_cookie and p.pa.current is None
+        # the retry carries mac2 and is answered, load or not
+        p.b.guard.note_load(True)
+        for _ in range(8):
+            await p.tick(0.5)
+            p.b.guard.note_load(True)
+            if p.pa.current is not None:
+                break
+        assert p.pa.current is not None
+        await p.settle()
+        assert len(p.tun_b.delivered()) == 1
+        p.close()
+    run(main())
+
+
+def test_initiations_from_one_source_are_rate_limited():
+    async def main():
+        p = Pair()
+        await p.start()
+        p.net.sent.clear()
+        await p.tick()
+        init = next(d for d, s, _ in p.net.sent if d[:4] == wire.INIT_PREFIX and s == A_EP)
+        for _ in range(100):  # valid mac1, same packet replayed from one host
+            p.b.on_datagram(init, A_EP)
+        await p.settle()
+        assert p.b.drops.rate_limited >= 100 - int(p.b.guard.burst)
+        p.close()
     run(main())

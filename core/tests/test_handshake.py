@@ -112,3 +112,13 @@ def test_forged_response_fails_the_attempt_cleanly(keys):
         init.process_response(forged)
     with pytest.raises(HandshakeError):  # the attempt is over; a new one will be made
         init.process_response(msg)
+
+
+def test_messages_carry_mac1_for_their_receiver():
+    from shoal.cookie import CookieChecker
+    a, b = StaticKeypair.generate(), StaticKeypair.generate()
+    init = Initiator(a, b.public, 1, 10, CHACHA)
+    assert CookieChecker(b.public, lambda: 0.0).check_mac1(init.packet)
+    assert not CookieChecker(a.public, lambda: 0.0).check_mac1(init.packet)
+    resp = respond(b, wire.decode_init(init.packet), 2, lambda k, t: True, CHACHA)
+    assert CookieChecker(a.public, lambda: 0.0).check_mac1(resp.packet)

@@ -17,6 +17,14 @@ Modes: ``tun`` routes IPv4/IPv6 packets by destination address; ``tap``
 routes Ethernet frames by destination MAC. In both, a packet from a peer must
 carry that peer's own source address (IP or MAC), or it is dropped.
 
+Handshakes never run on the data path: an initiation is checked cheaply
+first (mac1, then under load a cookie/mac2, then a per-source token bucket;
+see cookie.py), queued in a bounded backlog and answered a few at a time
+from a separate loop callback, so the Diffie-Hellman work of a burst of
+initiations interleaves with data packets instead of holding them up. A
+backlog that fills past a quarter puts the node "under load", which makes
+initiators prove their source address with a cookie.
+
 Lock rules: none; everything runs on the node's one event loop thread.
 """
 
@@ -26,6 +34,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -33,6 +42,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 
 from shoal import handshake, wire
+from shoal.cookie import CookieChecker, Verdict
 from shoal.frames import FrameHandler
 from shoal.handshake import HandshakeError
 from shoal.identity import StaticKeypair
@@ -42,6 +52,12 @@ from shoal.transport import Endpoint, Transport
 log = logging.getLogger(__name__)
 
 TUN_BATCH = 512
+#: initiations waiting for their Diffie-Hellman work; more are dropped
+HANDSHAKE_BACKLOG = 256
+#: a backlog this long means "under load": initiators must echo a cookie
+HANDSHAKE_LOAD = HANDSHAKE_BACKLOG // 4
+#: initiations answered per loop callback (the rest wait for the next one)
+HANDSHAKE_BUDGET = 8
 TICK_INTERVAL = 0.25
 ZERO4 = b"\x00\x00\x00\x00"
 
@@ -63,6 +79,10 @@ class DropCounters:
     spoofed_source: int = 0   # decrypted packet not from the peer's own address
     no_route: int = 0         # interface packet for an address no peer owns
     send_failed: int = 0      # transport buffer full or unreachable
+    bad_mac1: int = 0         # handshake message without a valid mac1 (not for us, or forged)
+    cookie_required: int = 0  # initiation under load without a valid cookie: cookie reply sent
+    rate_limited: int = 0     # initiation over its source's per-second budget
+    backlog_full: int = 0     # initiation dropped: too many waiting to be answered
 
 
 def always_roam(peer: Peer, addr: Endpoint, via: Any) -> bool:
@@ -91,6 +111,9 @@ class Engine:
         self.datagram_handlers: dict[int, DatagramHandler] = {}
         self.path_policy: PathPolicy = always_roam
         self.on_peer_up: Callable[[Peer], None] = lambda p: None
+        self.guard = CookieChecker(local.public, clock)
+        self._backlog: deque[tuple[wire.HandshakeInit, Endpoint, Any]] = deque()
+        self._draining = False
         self._last_ts = 0
         self._tick_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -351,9 +374,15 @@ class Engine:
         head = data[:4]
         try:
             if head == wire.INIT_PREFIX:
-                self._on_initiation(wire.decode_init(data), addr, via or self.transport)
+                self._screen_initiation(wire.decode_init(data), addr, via or self.transport)
             elif head == wire.RESP_PREFIX:
-                self._on_response(wire.decode_resp(data), addr, via or self.transport)
+                msg = wire.decode_resp(data)
+                if not self.guard.check_mac1(data):
+                    self.drops.bad_mac1 += 1
+                    return
+                self._on_response(msg, addr, via or self.transport)
+            elif head == wire.COOKIE_PREFIX:
+                self._on_cookie_reply(data)
             else:
                 h = self.datagram_handlers.get(data[0]) if data else None
                 if h is None:
@@ -366,6 +395,57 @@ class Engine:
             self.drops.handshake += 1
             log.debug("handshake from %s rejected: %s", addr, e)
 
+    def _screen_initiation(self, msg: wire.HandshakeInit, addr: Endpoint, via: Any) -> None:
+        """The cheap checks, in order of cost, before an initiation may wait for its DH."""
+        guard = self.guard
+        if not guard.check_mac1(msg.packet):
+            self.drops.bad_mac1 += 1
+            return
+        backlog = self._backlog
+        guard.note_load(len(backlog) >= HANDSHAKE_LOAD)
+        verdict = guard.admit(msg.packet, addr)
+        if verdict is Verdict.COOKIE:
+            self.drops.cookie_required += 1
+            self._send(via.send, guard.cookie_reply(msg.packet, msg.sender, addr), addr)
+            return
+        if verdict is Verdict.RATE_LIMITED:
+            self.drops.rate_limited += 1
+            return
+        if len(backlog) >= HANDSHAKE_BACKLOG:
+            self.drops.backlog_full += 1
+            return
+        backlog.append((msg, addr, via))
+        if self._loop is None:  # not started (unit tests): answer at once
+            self._drain_handshakes()
+        elif not self._draining:
+            self._draining = True
+            self._loop.call_soon(self._drain_handshakes)
+
+    def _drain_handshakes(self) -> None:
+        """Answer up to HANDSHAKE_BUDGET initiations, then yield to the data path."""
+        backlog = self._backlog
+        for _ in range(HANDSHAKE_BUDGET):
+            if not backlog:
+                break
+            msg, addr, via = backlog.popleft()
+            try:
+                self._on_initiation(msg, addr, via)
+            except HandshakeError as e:
+                self.drops.handshake += 1
+                log.debug("handshake from %s rejected: %s", addr, e)
+        if backlog and self._loop is not None:
+            self._loop.call_soon(self._drain_handshakes)
+        else:
+            self._draining = False
+
+    def _on_cookie_reply(self, data: bytes) -> None:
+        peer = self.table.pending.get(wire.decode_cookie_receiver(data))
+        if peer is None or not peer.macs.consume_reply(data, self.clock()):
+            self.drops.handshake += 1
+            return
+        # the next retry carries the cookie (mac2); the retry timer is already running
+        log.debug("peer %s: under load, got a cookie", peer.name)
+
     def _on_initiation(self, msg: wire.HandshakeInit, addr: Endpoint, via: Any) -> None:
         found: list[Peer] = []
 
@@ -376,9 +456,11 @@ class Engine:
             found.append(p)
             return True
 
-        resp = handshake.respond(self.local, msg, self.table.allocate(), accept, self.ciphers)
+        now = self.clock()
+        resp = handshake.respond(self.local, msg, self.table.allocate(), accept, self.ciphers,
+                                 lambda rs, body: found[0].macs.seal(body, now))
         peer = found[0]
-        peer.on_initiation(resp.keys, resp.timestamp_ns, self.clock())
+        peer.on_initiation(resp.keys, resp.timestamp_ns, now)
         self._roam(peer, addr, via)
         self._send(via.send, resp.packet, addr)
         log.debug("peer %s: answered handshake from %s", peer.name, addr)

@@ -22,11 +22,14 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
+from noise.backends.default.keypairs import KeyPair25519
 from noise.connection import Keypair as NoiseKeypair
 from noise.connection import NoiseConnection
 
 from shoal import wire
+from shoal.cookie import MacSealer
 from shoal.identity import StaticKeypair
 
 log = logging.getLogger(__name__)
@@ -65,10 +68,17 @@ def new_index(taken: Callable[[int], bool] = lambda i: False) -> int:
             return i
 
 
+@lru_cache(maxsize=8)
+def _static_keypair(private: bytes) -> KeyPair25519:
+    """The node's own key pair in noiseprotocol's form, derived once (deriving the public
+    key is a scalar multiplication: not something to repeat for every initiation)."""
+    return KeyPair25519.from_private_bytes(private)
+
+
 def _noise(local: StaticKeypair) -> NoiseConnection:
     n = NoiseConnection.from_name(PROTOCOL_NAME)
     n.set_prologue(PROLOGUE)
-    n.set_keypair_from_private_bytes(NoiseKeypair.STATIC, local.private)
+    n.noise_protocol.keypairs["s"] = _static_keypair(local.private)
     return n
 
 
@@ -88,7 +98,8 @@ class Initiator:
     """One handshake attempt from this side: ``packet`` to send, ``process_response`` back."""
 
     def __init__(self, local: StaticKeypair, remote_static: bytes, local_index: int,
-                 timestamp_ns: int, ciphers: tuple[int, ...]) -> None:
+                 timestamp_ns: int, ciphers: tuple[int, ...], sealer: MacSealer | None = None,
+                 now: float = 0.0) -> None:
         self.remote_static = remote_static
         self.local_index = local_index
         self.ciphers = ciphers
@@ -99,7 +110,8 @@ class Initiator:
         n.start_handshake()
         payload = wire.INIT_PAYLOAD.pack(wire.VERSION, timestamp_ns, cipher_mask(ciphers))
         self._noise = n
-        self.packet = wire.encode_init(local_index, bytes(n.write_message(payload)))
+        body = wire.encode_init(local_index, bytes(n.write_message(payload)))
+        self.packet = (sealer or MacSealer(remote_static)).seal(body, now)
 
     def process_response(self, msg: wire.HandshakeResp) -> SessionKeys:
         if self.state is not InitiatorState.SENT:
@@ -133,12 +145,15 @@ class Response:
 
 
 def respond(local: StaticKeypair, msg: wire.HandshakeInit, local_index: int,
-            accept: Callable[[bytes, int], bool], ciphers: tuple[int, ...]) -> Response:
+            accept: Callable[[bytes, int], bool], ciphers: tuple[int, ...],
+            seal: Callable[[bytes, bytes], bytes] | None = None) -> Response:
     """Answer an initiation.
 
     ``accept(remote_static, timestamp_ns)`` decides whether that key may connect
     and whether the timestamp is new enough (replay protection); it is called
-    only after message 1 authenticated.
+    only after message 1 authenticated. ``seal(remote_static, body)`` appends
+    the MACs for the initiator (default: a fresh ``MacSealer``). The caller has
+    checked the initiation's mac1 (cookie.CookieChecker) before calling this.
     """
     n = _noise(local)
     n.set_as_responder()
@@ -161,4 +176,6 @@ def respond(local: StaticKeypair, msg: wire.HandshakeInit, local_index: int,
     out = bytes(n.write_message(wire.RESP_PAYLOAD.pack(wire.VERSION, chosen)))
     send, recv = _split(n)
     keys = SessionKeys(send, recv, chosen, local_index, msg.sender, False, remote_static)
-    return Response(wire.encode_resp(local_index, msg.sender, out), keys, ts)
+    body = wire.encode_resp(local_index, msg.sender, out)
+    packet = seal(remote_static, body) if seal else MacSealer(remote_static).seal(body, 0.0)
+    return Response(packet, keys, ts)

@@ -37,6 +37,7 @@ from typing import Any
 
 from shoal import wire
 from shoal.addressing import ipv6_for, mac_for_key
+from shoal.cookie import MacSealer
 from shoal.handshake import HandshakeError, Initiator, SessionKeys, new_index
 from shoal.identity import StaticKeypair, encode_key
 from shoal.session import REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, Session
@@ -105,6 +106,8 @@ class Peer:
         self.public_key = public_key
         self.public_key_b64 = encode_key(public_key)
         self.mac = mac_for_key(public_key)
+        # mac1/mac2 for handshake messages to this peer, and its cookie (cookie.py)
+        self.macs = MacSealer(public_key)
         self.set_virtual_ip(virtual_ip)
         self.endpoint = endpoint
         # The path: the transport the peer is reached on and its send function
@@ -167,7 +170,8 @@ class Peer:
         if self.initiator is not None:
             self.table.pending.pop(self.initiator.local_index, None)
         idx = self.table.allocate()
-        self.initiator = Initiator(local, self.public_key, idx, timestamp_ns, ciphers)
+        self.initiator = Initiator(local, self.public_key, idx, timestamp_ns, ciphers,
+                                   self.macs, now)
         self.table.pending[idx] = self
         self.handshake_started = now
         delay = min(HANDSHAKE_RETRY_MAX, HANDSHAKE_RETRY_MIN * (2 ** self.handshake_attempts))
@@ -273,11 +277,7 @@ class Peer:
         if cur is None:
             want_handshake = eager or bool(self.staged)
         else:
-            if cur.send_counter >= self.timers.rekey_after_messages:
-                want_handshake = True
-            elif now >= cur.rekey_at:
-                want_handshake = True
-            elif self._tx_since_rx and now - self.last_rx_time >= DEAD_AFTER \
+            if cur.send_counter >= self.timers.rekey_after_messages or now >= cur.rekey_at or self._tx_since_rx and now - self.last_rx_time >= DEAD_AFTER \
                     and now - cur.created >= DEAD_AFTER:
                 want_handshake = True
         if want_handshake and self.endpoint is not None:

@@ -4,27 +4,33 @@ Every packet starts with a 4-byte header: type, protocol version, two zero
 bytes. Parsers are strict about the fixed fields and the minimum length; a
 packet that fails any check is dropped and counted by the caller.
 
+Version history: 1 — the first format; 2 — handshake messages end in
+``mac1 || mac2`` and the cookie reply (type 3) exists (see cookie.py). A
+packet of another version is dropped and counted as malformed.
+
 Handshake initiation (type 1), Noise IK message 1::
 
-    0      1      2      4          8
-    +------+------+------+----------+------------------------------------+
-    | 0x01 | 0x01 | 0000 | sender   | noise msg1 (e, s, payload) 96+ B   |
-    +------+------+------+----------+------------------------------------+
+    0      1      2      4          8                                   -32    -16
+    +------+------+------+----------+-----------------------------------+------+------+
+    | 0x01 | 0x02 | 0000 | sender   | noise msg1 (e, s, payload) 96+ B  | mac1 | mac2 |
+    +------+------+------+----------+-----------------------------------+------+------+
     payload (encrypted): version u8 | timestamp_ns u64 BE | ciphers u8 bitmask
 
 Handshake response (type 2), Noise IK message 2::
 
-    0      1      2      4          8          12
-    +------+------+------+----------+----------+--------------------------+
-    | 0x02 | 0x01 | 0000 | sender   | receiver | noise msg2 (e, payload)  |
-    +------+------+------+----------+----------+--------------------------+
+    0      1      2      4          8          12                       -32    -16
+    +------+------+------+----------+----------+------------------------+------+------+
+    | 0x02 | 0x02 | 0000 | sender   | receiver | noise msg2 (e, payload)| mac1 | mac2 |
+    +------+------+------+----------+----------+------------------------+------+------+
     payload (encrypted): version u8 | chosen cipher u8
+
+Cookie reply (type 3): see cookie.py; 52 bytes.
 
 Transport data (type 4)::
 
     0      1      2      4          8                    16
     +------+------+------+----------+--------------------+----------------+
-    | 0x04 | 0x01 | 0000 | receiver | counter u64 LE     | AEAD(packet)   |
+    | 0x04 | 0x02 | 0000 | receiver | counter u64 LE     | AEAD(packet)   |
     +------+------+------+----------+--------------------+----------------+
 
 The 16-byte header is the AEAD's associated data; the nonce is four zero bytes
@@ -38,10 +44,11 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-VERSION = 1
+VERSION = 2
 
 TYPE_HANDSHAKE_INIT = 1
 TYPE_HANDSHAKE_RESP = 2
+TYPE_COOKIE_REPLY = 3
 TYPE_DATA = 4
 
 HEADER = struct.Struct("<BBHI")          # type, version, zero, index
@@ -51,6 +58,9 @@ TAG_LEN = 16
 DATA_PREFIX = bytes((TYPE_DATA, VERSION, 0, 0))
 INIT_PREFIX = bytes((TYPE_HANDSHAKE_INIT, VERSION, 0, 0))
 RESP_PREFIX = bytes((TYPE_HANDSHAKE_RESP, VERSION, 0, 0))
+COOKIE_PREFIX = bytes((TYPE_COOKIE_REPLY, VERSION, 0, 0))
+MACS_LEN = 32                     # mac1 || mac2 at the end of handshake messages
+COOKIE_REPLY_LEN = 8 + 12 + 16 + 16  # header, nonce, sealed cookie
 
 NOISE_MSG1_MIN = 32 + 48 + 16  # e, encrypted s, payload tag
 NOISE_MSG2_MIN = 32 + 16       # e, payload tag
@@ -73,6 +83,7 @@ class MalformedPacket(ValueError):
 class HandshakeInit:
     sender: int
     noise: bytes
+    packet: bytes = b""   # the whole message, MACs included (the cookie checks need it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,27 +91,41 @@ class HandshakeResp:
     sender: int
     receiver: int
     noise: bytes
+    packet: bytes = b""
 
 
 def encode_init(sender: int, noise: bytes) -> bytes:
+    """The initiation's body; the caller appends mac1 || mac2 (cookie.MacSealer)."""
     return HEADER.pack(TYPE_HANDSHAKE_INIT, VERSION, 0, sender) + noise
 
 
 def decode_init(packet: bytes) -> HandshakeInit:
-    if len(packet) < HEADER.size + NOISE_MSG1_MIN or packet[:4] != INIT_PREFIX:
+    if len(packet) < HEADER.size + NOISE_MSG1_MIN + MACS_LEN or packet[:4] != INIT_PREFIX:
         raise MalformedPacket("bad handshake initiation")
     _, _, _, sender = HEADER.unpack_from(packet)
-    return HandshakeInit(sender, bytes(packet[HEADER.size:]))
+    return HandshakeInit(sender, bytes(packet[HEADER.size:-MACS_LEN]), bytes(packet))
 
 
 def encode_resp(sender: int, receiver: int, noise: bytes) -> bytes:
+    """The response's body; the caller appends mac1 || mac2."""
     return HEADER.pack(TYPE_HANDSHAKE_RESP, VERSION, 0, sender) + receiver.to_bytes(4, "little") + noise
 
 
 def decode_resp(packet: bytes) -> HandshakeResp:
-    if len(packet) < 12 + NOISE_MSG2_MIN or packet[:4] != RESP_PREFIX:
+    if len(packet) < 12 + NOISE_MSG2_MIN + MACS_LEN or packet[:4] != RESP_PREFIX:
         raise MalformedPacket("bad handshake response")
     _, _, _, sender = HEADER.unpack_from(packet)
     receiver = int.from_bytes(packet[8:12], "little")
-    return HandshakeResp(sender, receiver, bytes(packet[12:]))
+    return HandshakeResp(sender, receiver, bytes(packet[12:-MACS_LEN]), bytes(packet))
+
+
+def encode_cookie_reply(receiver: int, nonce_and_sealed: bytes) -> bytes:
+    return HEADER.pack(TYPE_COOKIE_REPLY, VERSION, 0, receiver) + nonce_and_sealed
+
+
+def decode_cookie_receiver(packet: bytes) -> int:
+    """The receiver index of a cookie reply (the rest is opened by cookie.MacSealer)."""
+    if len(packet) < COOKIE_REPLY_LEN or packet[:4] != COOKIE_PREFIX:
+        raise MalformedPacket("bad cookie reply")
+    return int.from_bytes(packet[4:8], "little")
 
