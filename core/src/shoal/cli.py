@@ -158,6 +158,7 @@ def cmd_server_run(args: argparse.Namespace) -> int:
         ctx.server = server
         pm.hook.shoal_server_register_services(register=register, context=ctx)
         server.services = services
+        pm.hook.shoal_metrics_register_collectors(register=server.collectors.append, context=ctx)
         await server.run(stop)
 
     try:

@@ -89,6 +89,32 @@ class ApiConfig(Strict):
     socket: str = ""
 
 
+class MetricsConfig(Strict):
+    """``[metrics]``: Prometheus text exposition at ``http://LISTEN/metrics`` (off by default)."""
+
+    listen: str | None = None   # "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        return None if v is None else _check_endpoint(v)
+
+
+class AdminConfig(Strict):
+    """``[admin]`` (server only): the admin web page (off by default).
+
+    Access needs the token printed by ``shoal server admin-token``.
+    """
+
+    listen: str | None = None   # "127.0.0.1:7480"
+    token_file: str | None = None   # default: STATE_DIR/admin.token
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        return None if v is None else _check_endpoint(v)
+
+
 class TunnelConfig(Strict):
     """Data-plane tuning; the defaults follow WireGuard's timers."""
 
@@ -151,6 +177,7 @@ class NodeConfig(Strict):
     tunnel: TunnelConfig = Field(default_factory=TunnelConfig)
     networks: list[NetworkEntry] = Field(default_factory=list)
     peers: list[StaticPeer] = Field(default_factory=list)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     plugin: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -188,6 +215,8 @@ class ServerConfig(Strict):
     address_pool: str = "100.64.0.0/10"
     database: str | None = None
     plugins: list[str] = Field(default_factory=list)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     plugin: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -21,10 +21,12 @@ import pluggy
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
+    from shoal.frames import FrameHandler
     from shoal.identity import StaticKeypair
     from shoal.plugin_context import PluginContext
     from shoal.transport import Transport
-    from shoal.frames import FrameHandler
 
 PROJECT = "shoal"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -128,6 +130,20 @@ def shoal_server_register_services(
     """Add services to the coordination server (e.g. a relay): ``register(name, start)``.
 
     ``start`` is an ``async`` callable run inside the server's event loop.
+    """
+
+
+# -------------------------------------------------------------------- metrics
+@hookspec
+def shoal_metrics_register_collectors(
+    register: Callable[[Collector], None], context: PluginContext
+) -> None:
+    """Add Prometheus collectors to the ``[metrics]`` endpoint of a node or a server.
+
+    Called once when the endpoint starts (``context.node`` or ``context.server`` is
+    set). A collector (``prometheus_client.registry.Collector``) reads the plugin's
+    own counters in ``collect()`` at scrape time; never update metrics per packet.
+    Names start with ``shoal_<plugin>_``.
     """
 
 

@@ -26,6 +26,7 @@ from shoal.control.client import ControlClient, host_addresses
 from shoal.engine import Engine
 from shoal.errors import ShoalError
 from shoal.identity import StaticKeypair, decode_public_key
+from shoal.metrics import MetricsEndpoint, start_node_metrics
 from shoal.peer import Peer, Timers
 from shoal.plugin_context import PluginContext
 from shoal.plugins import load_plugins
@@ -61,6 +62,7 @@ class Node:
         self.engine: Engine | None = None
         self.tun: TunDevice | None = None
         self.api: ApiServer | None = None
+        self.metrics: MetricsEndpoint | None = None
         self.control: ControlClient | None = None
         self.transports: list[Any] = []
         self.traversal: Any = None
@@ -122,6 +124,7 @@ class Node:
             waiters.append(asyncio.create_task(self._expire_stale()))
             self.api = ApiServer(cfg.api_socket, self.handle_api)
             await self.api.start()
+            self.metrics = await start_node_metrics(self)
             if cfg.server is not None:
                 self.control = self._control_client(cfg.server.address,
                                                     decode_public_key(cfg.server.public_key))
@@ -285,6 +288,8 @@ class Node:
             log.exception("plugin failed during shutdown")
         if self.api is not None:
             await self.api.close()
+        if self.metrics is not None:
+            await self.metrics.close()
         if self.engine is not None:
             self.engine.stop()
         for t in self.transports:

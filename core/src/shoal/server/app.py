@@ -27,8 +27,10 @@ from shoal.control.channel import Channel, ChannelError
 from shoal.identity import StaticKeypair, encode_key
 from shoal.server import discovery
 from shoal.server.coordinator import Coordinator, Outbox, PoolExhausted, RequestError
+from shoal.server.metrics import ServerTimings, TimedStore
 from shoal.server.passwords import hash_password, verify_password
 from shoal.server.store import SqliteStore, Store
+from shoal.server.web import start_web
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,8 @@ class Server:
         self.cfg = cfg
         self.keypair = keypair
         db = cfg.database or str(Path(cfg.state_dir) / "shoal.db")
-        self.store = store or SqliteStore(db)
+        self.timings = ServerTimings()
+        self.store = TimedStore(store or SqliteStore(db), self.timings.store)
         self.coord = Coordinator(self.store, cfg.address_pool)
         self.sessions: dict[str, Session] = {}
         self.counters = ServerCounters()
@@ -78,6 +81,8 @@ class Server:
         # callables key -> RelayGrant, added by relay plugins (shoal_server_register_services)
         self.relay_granters: list[Any] = []
         self.relay_service: Any = None
+        # Prometheus collectors added by plugins (shoal_metrics_register_collectors)
+        self.collectors: list[Any] = []
         self.stopping = False
         self._tcp: asyncio.base_events.Server | None = None
         self._discovery: list[asyncio.DatagramTransport] = []
@@ -91,6 +96,7 @@ class Server:
                                                reuse_address=True, backlog=4096)
         self._discovery = await discovery.serve(self.cfg.discovery)
         tasks = [asyncio.create_task(start()) for start in self.services]
+        web = await start_web(self)   # [metrics] and [admin] endpoints, when configured
         # Long-lived state (nodes, networks, members) need not be scanned by the
         # cyclic GC again and again; collections stay short as the state grows.
         gc.collect()
@@ -107,6 +113,8 @@ class Server:
             self.stopping = True
             for t in tasks:
                 t.cancel()
+            for endpoint in web:
+                await endpoint.close()
             self._tcp.close()
             for sess in list(self.sessions.values()):
                 self._drop(sess)
@@ -130,9 +138,11 @@ class Server:
         s.writer.close()
         if self.sessions.get(s.key) is s:
             del self.sessions[s.key]
+            t0 = time.perf_counter()
             out = self.coord.logout(s.key, notify=not self.stopping)
             if not self.stopping:
                 self.deliver(out)
+                self.timings.presence("logout", t0, len(out))
 
     # ------------------------------------------------------------ connections
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -155,6 +165,7 @@ class Server:
                 old.closed = True
                 old.writer.close()
             self.sessions[key] = session
+            t0 = time.perf_counter()
             try:
                 welcome, out = self.coord.login(key, hello, peer_ip)
             except PoolExhausted as e:
@@ -166,6 +177,7 @@ class Server:
                                                  "relays": self.relay_grants(key)})
             session.push(welcome)
             self.deliver(out)
+            self.timings.presence("login", t0, len(out))
             sender = asyncio.create_task(self._sender(session))
             try:
                 for raw in pending:
@@ -244,7 +256,10 @@ class Server:
             case m.Request():
                 s.push(await self._request(s.key, msg))
             case m.Report():
-                self.deliver(self.coord.report(s.key, msg))
+                t0 = time.perf_counter()
+                out = self.coord.report(s.key, msg)
+                self.deliver(out)
+                self.timings.presence("report", t0, len(out))
             case m.Hello():
                 raise m.BadMessage("hello sent twice")
 

@@ -131,6 +131,16 @@ def shoal_server_register_services(register, context: PluginContext) -> None:  #
         server.relay_granters.append(granter(udp, tcp))
 
 
+@hookimpl
+def shoal_metrics_register_collectors(register, context: PluginContext) -> None:  # type: ignore[no-untyped-def]
+    server = context.server
+    service = getattr(server, "relay_service", None) if server is not None else None
+    if isinstance(service, RelayService):
+        from shoal_transport_relay.metrics import RelayCollector
+
+        register(RelayCollector(service.core))
+
+
 # ------------------------------------------------------------------ CLI
 def _cmd_relay_run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
