@@ -189,7 +189,8 @@ class CookieChecker:
         if len(packet) < MACS_LEN + 4:
             return False
         body_end = len(packet) - MACS_LEN
-        m1 = _blake2s(packet[:body_end], self._mac1_key, MAC_LEN)
+        m1 = hashlib.blake2s(memoryview(packet)[:body_end], key=self._mac1_key,
+                             digest_size=MAC_LEN).digest()
         ok = hmac.compare_digest(m1, packet[body_end:body_end + MAC_LEN])
         if not ok:
             self.stats.bad_mac1 += 1

@@ -374,7 +374,7 @@ class Engine:
         head = data[:4]
         try:
             if head == wire.INIT_PREFIX:
-                self._screen_initiation(wire.decode_init(data), addr, via or self.transport)
+                self._screen_initiation(data, addr, via or self.transport)
             elif head == wire.RESP_PREFIX:
                 msg = wire.decode_resp(data)
                 if not self.guard.check_mac1(data):
@@ -395,12 +395,15 @@ class Engine:
             self.drops.handshake += 1
             log.debug("handshake from %s rejected: %s", addr, e)
 
-    def _screen_initiation(self, msg: wire.HandshakeInit, addr: Endpoint, via: Any) -> None:
+    def _screen_initiation(self, data: bytes, addr: Endpoint, via: Any) -> None:
         """The cheap checks, in order of cost, before an initiation may wait for its DH."""
+        if len(data) < wire.INIT_MIN:
+            raise wire.MalformedPacket("short handshake initiation")
         guard = self.guard
-        if not guard.check_mac1(msg.packet):
+        if not guard.check_mac1(data):
             self.drops.bad_mac1 += 1
             return
+        msg = wire.decode_init(data)
         backlog = self._backlog
         guard.note_load(len(backlog) >= HANDSHAKE_LOAD)
         verdict = guard.admit(msg.packet, addr)

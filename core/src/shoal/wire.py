@@ -99,8 +99,11 @@ def encode_init(sender: int, noise: bytes) -> bytes:
     return HEADER.pack(TYPE_HANDSHAKE_INIT, VERSION, 0, sender) + noise
 
 
+INIT_MIN = HEADER.size + NOISE_MSG1_MIN + MACS_LEN
+
+
 def decode_init(packet: bytes) -> HandshakeInit:
-    if len(packet) < HEADER.size + NOISE_MSG1_MIN + MACS_LEN or packet[:4] != INIT_PREFIX:
+    if len(packet) < INIT_MIN or packet[:4] != INIT_PREFIX:
         raise MalformedPacket("bad handshake initiation")
     _, _, _, sender = HEADER.unpack_from(packet)
     return HandshakeInit(sender, bytes(packet[HEADER.size:-MACS_LEN]), bytes(packet))
