@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 from shoal import wire
 from shoal.testing import fleet, netlab
 from shoal.testing.fleet import NodeProc
