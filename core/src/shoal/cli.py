@@ -95,6 +95,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     for net in st.get("networks", []):
         print(f"network  {net['name']}  {net.get('type')}  role {net.get('role')}  "
               f"members {net.get('members')}")
+    for r in st.get("routes", []):
+        masq = ", masquerade" if r.get("masquerade") else ""
+        print(f"route    {r['prefix']}  via {r['gateway']}  ({r['network']}{masq})  {r['state']}"
+              + (f": {r['reason']}" if r.get("reason") else ""))
     if st["peers"]:
         print()
         rows = [("PEER", "VIRTUAL IP", "STATE", "PATH", "VIA", "ENDPOINT", "RTT", "RX", "TX")]
@@ -211,6 +215,33 @@ def cmd_network(args: argparse.Namespace) -> int:
                 "evict": "evicted", "set": "updated", "delete": "deleted"}[op]
         who = f" {args.member}" if op in ("approve", "evict") else ""
         print(f"network {args.name}:{who} {done}")
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    """``shoal network route add|approve|remove|list``: gateway routes of a network."""
+    op = {"add": "route_add", "approve": "route_approve", "remove": "route_remove",
+          "list": "routes"}[args.route_command]
+    a: dict[str, Any] = {"name": args.name}
+    if op != "routes":
+        a["prefix"] = args.prefix
+    if op == "route_add" and args.masquerade:
+        a["masquerade"] = True
+    result = api.call(_socket_path(args), "network", {"op": op, "args": a})
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif op == "routes":
+        rows = [("PREFIX", "GATEWAY", "APPROVED", "MASQUERADE")]
+        rows += [(r["prefix"], r.get("gateway_name") or r["gateway"],
+                  "yes" if r["approved"] else "no", "yes" if r.get("masquerade") else "no")
+                 for r in result]
+        _table(rows)
+    elif op == "route_add":
+        state = "approved" if result.get("approved") else "waiting for the owner's approval"
+        print(f"network {args.name}: route {result['prefix']} announced ({state})")
+    else:
+        done = "approved" if op == "route_approve" else "removed"
+        print(f"network {args.name}: route {args.prefix} {done}")
     return 0
 
 
@@ -368,6 +399,24 @@ def build_parser() -> argparse.ArgumentParser:
     ns.add_argument("--no-hub", action="append", help="unmark a hub (repeatable)")
     ns.add_argument("--gateway", help="member that bridges the network to its LAN")
     ns.add_argument("--lan-route", dest="lan_route", help="the LAN the gateway announces (CIDR)")
+
+    rt = nsub.add_parser("route", help="gateway routes: LANs reached through a member")
+    rsub = rt.add_subparsers(dest="route_command", metavar="SUBCOMMAND", required=True)
+    for name, help_ in (("add", "announce a LAN this node reaches (it becomes the gateway)"),
+                        ("approve", "approve an announced route (owner)"),
+                        ("remove", "withdraw a route (its gateway or the owner)"),
+                        ("list", "routes of a network and their gateways")):
+        r = rsub.add_parser(name, help=help_)
+        r.add_argument("name", help="network name")
+        if name != "list":
+            r.add_argument("prefix", help="the LAN, e.g. 192.168.50.0/24")
+        if name == "add":
+            r.add_argument("--masquerade", action="store_true",
+                           help="rewrite members' sources to this node's LAN address")
+        r.add_argument("-c", "--config")
+        r.add_argument("--socket")
+        r.add_argument("--json", action="store_true")
+        r.set_defaults(func=cmd_route)
 
     pg = sub.add_parser("ping", help="overlay ping: path (direct/relay) and RTT per reply")
     pg.add_argument("peer", help="peer name, overlay address or public key")

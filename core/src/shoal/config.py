@@ -125,11 +125,36 @@ class TunnelConfig(Strict):
     rekey_after_messages: int = Field(1 << 60, ge=16, le=1 << 60)
 
 
+class RouteEntry(Strict):
+    """A LAN this node announces as gateway; a plain string means ``{prefix = "..."}``."""
+
+    prefix: str
+    masquerade: bool = False   # rewrite members' sources to this node's LAN address
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        from shoal.routing.rules import RouteRefused, parse_prefix
+
+        try:
+            return str(parse_prefix(v))
+        except RouteRefused as e:
+            raise ValueError(str(e)) from None
+
+
 class NetworkEntry(Strict):
     name: str
     password: str | None = None
     password_file: str | None = None
     create: bool = False
+    routes: list[RouteEntry] = Field(default_factory=list, max_length=64)
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _routes(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"prefix": x} if isinstance(x, str) else x for x in v]
+        return v
 
     @model_validator(mode="after")
     def _one_password(self) -> NetworkEntry:

@@ -47,6 +47,7 @@ from shoal.frames import FrameHandler
 from shoal.handshake import HandshakeError
 from shoal.identity import StaticKeypair
 from shoal.peer import IndexTable, Peer, Timers
+from shoal.routing.rules import PrefixTable
 from shoal.transport import Endpoint, Transport
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,9 @@ class Engine:
         self.peers: dict[bytes, Peer] = {}        # public key -> peer
         # TUN: packed IPv4 and IPv6 overlay address -> peer; TAP: MAC -> peer
         self.routes: dict[bytes, Peer] = {}
+        # Approved gateway routes (TUN mode): LAN prefix -> the gateway peer, looked up
+        # only for destinations that are no peer's overlay address.
+        self.prefix_routes = PrefixTable()
         self.drops = DropCounters()
         self.frame_handlers: list[FrameHandler] = []
         self.datagram_handlers: dict[int, DatagramHandler] = {}
@@ -269,6 +273,11 @@ class Engine:
             st.tx_bytes += n
 
     def _unrouted(self, pkt: bytes) -> None:
+        if self.prefix_routes and pkt[0] >> 4 == 4:
+            gw = self.prefix_routes.lookup(pkt[16:20])
+            if gw is not None:
+                self.send_to_peer(gw, pkt)  # type: ignore[arg-type]
+                return
         for h in self.frame_handlers:
             if h(pkt):
                 return
@@ -331,7 +340,7 @@ class Engine:
                     self.drops.spoofed_source += 1
                     return
             elif not (pt[12:16] == peer.vip_packed and pt[0] >> 4 == 4) and \
-                    not self._v6_source_ok(peer, pt):
+                    not self._other_source_ok(peer, pt):
                 self.drops.spoofed_source += 1
                 return
             st.rx_bytes += len(pt)
@@ -343,8 +352,12 @@ class Engine:
         self._control_datagram(data, addr, via)
 
     @staticmethod
-    def _v6_source_ok(peer: Peer, pt: bytes) -> bool:
-        """IPv6 from a peer: its overlay address, or link-local to a multicast group."""
+    def _other_source_ok(peer: Peer, pt: bytes) -> bool:
+        """A source that is not the peer's overlay IPv4 address: a host on a LAN the peer
+        is the approved gateway for; IPv6 from its overlay address, or link-local to a
+        multicast group."""
+        if pt[0] >> 4 == 4:
+            return len(pt) >= 20 and peer.routed.allows(pt[12:16])
         if len(pt) < 40 or pt[0] >> 4 != 6:
             return False
         src = pt[8:24]

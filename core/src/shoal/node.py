@@ -30,6 +30,7 @@ from shoal.metrics import MetricsEndpoint, start_node_metrics
 from shoal.peer import Peer, Timers
 from shoal.plugin_context import PluginContext
 from shoal.plugins import load_plugins
+from shoal.routing.manager import RouteManager
 from shoal.transport import Transport
 from shoal.tun import LinuxTun, TunDevice
 
@@ -66,6 +67,7 @@ class Node:
         self.control: ControlClient | None = None
         self.transports: list[Any] = []
         self.traversal: Any = None
+        self.routing: RouteManager | None = None
         self._stale: dict[bytes, float] = {}   # peers missing from a snapshot: key -> deadline
         self.server_peers: dict[bytes, m.PeerInfo] = {}   # tunnels the server asked for
         self.offline_peers: dict[bytes, m.PeerInfo] = {}  # known members, now offline
@@ -111,6 +113,11 @@ class Node:
                 self.engine.add_peer(p.name, decode_public_key(p.public_key), p.virtual_ip, ep)
             await self.engine.start()
             self.engine.path_policy = prefer_direct
+            self.routing = RouteManager(
+                self.engine, lambda: self.tun.name if self.tun else None,
+                self.keypair.public_b64,
+                lambda: self.control.state.networks if self.control else [],
+                lambda: self.server_peers)
             loop = asyncio.get_running_loop()
             for t in self.transports:
                 if t is not transport:
@@ -164,7 +171,12 @@ class Node:
             return 0
 
         return ControlClient(self.keypair, self.cfg.name, address, server_key, endpoints,
-                             udp_port, self._on_welcome, self._on_peers, self._join_configured)
+                             udp_port, self._on_welcome, self._on_peers, self._join_configured,
+                             on_networks=self._refresh_routes)
+
+    def _refresh_routes(self) -> None:
+        if self.routing is not None:
+            self.routing.refresh()
 
     def _on_welcome(self, w: m.Welcome) -> None:
         for t in self.transports:
@@ -220,6 +232,7 @@ class Node:
                 self.traversal.on_peer(peer, info)
         for k in msg.down:
             self._peer_gone(decode_public_key(k))
+        self._refresh_routes()
 
     def _relay_ready(self, relay: Any) -> None:
         """A relay became usable: peers without a working tunnel try through it at once."""
@@ -278,6 +291,21 @@ class Node:
                 log.info("joined network %s", net.name)
             except (ShoalError, OSError) as e:
                 log.error("network %s: %s", net.name, e)
+        await self._announce_configured_routes()
+
+    async def _announce_configured_routes(self) -> None:
+        """Announce the ``routes`` of each configured network (this node is their gateway)."""
+        assert self.control is not None
+        for net in self.cfg.networks:
+            for r in net.routes:
+                try:
+                    info = await self.control.request("route_add", {
+                        "name": net.name, "prefix": r.prefix, "masquerade": r.masquerade})
+                    log.info("network %s: route %s announced%s", net.name, r.prefix,
+                             "" if info and info.get("approved")
+                             else "; waiting for the owner's approval")
+                except ShoalError as e:
+                    log.error("network %s: route %s: %s", net.name, r.prefix, e)
 
     async def close(self) -> None:
         if self.traversal is not None:
@@ -290,6 +318,8 @@ class Node:
             await self.api.close()
         if self.metrics is not None:
             await self.metrics.close()
+        if self.routing is not None:
+            await self.routing.close()
         if self.engine is not None:
             self.engine.stop()
         for t in self.transports:
@@ -430,6 +460,7 @@ class Node:
             },
             "networks": networks,
             "peers": peers,
+            "routes": self.routing.status() if self.routing else [],
         }
         self.pm.hook.shoal_status_extend(status=status, context=self.context)
         return status

@@ -40,6 +40,7 @@ from shoal.addressing import ipv6_for, mac_for_key
 from shoal.cookie import MacSealer
 from shoal.handshake import HandshakeError, Initiator, SessionKeys, new_index
 from shoal.identity import StaticKeypair, encode_key
+from shoal.routing.rules import SourceCheck
 from shoal.session import REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, Session
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ class Peer:
         self.via: Any = None
         self.send: Callable[[bytes, Endpoint], None] = _no_path
         self.candidates: list[Endpoint] = [] if endpoint is None else [endpoint]
+        # LAN prefixes this peer is the approved gateway for: packets from them are its own.
+        self.routed = SourceCheck()
         self.table = table
         self.timers = timers or Timers()
         self.rng = rng

@@ -45,13 +45,15 @@ class ControlState:
 
 
 class ControlClient:
-    """Callbacks: ``on_welcome(welcome)``, ``on_peers(msg)`` (full or delta)."""
+    """Callbacks: ``on_welcome(welcome)``, ``on_peers(msg)`` (full or delta), ``on_login()``
+    (a coroutine, run after each login), ``on_networks()`` (the network summaries changed)."""
 
     def __init__(self, keypair: StaticKeypair, name: str, server: str, server_key: bytes,
                  endpoints: Callable[[], list[str]], udp_port: Callable[[], int],
                  on_welcome: Callable[[m.Welcome], None],
                  on_peers: Callable[[m.Peers], None],
-                 on_login: Callable[[], Any] | None = None) -> None:
+                 on_login: Callable[[], Any] | None = None,
+                 on_networks: Callable[[], None] | None = None) -> None:
         self.keypair = keypair
         self.name = name
         self.server = server
@@ -61,6 +63,7 @@ class ControlClient:
         self.on_welcome = on_welcome
         self.on_peers = on_peers
         self.on_login = on_login
+        self.on_networks = on_networks
         self.state = ControlState()
         self._writer: asyncio.StreamWriter | None = None
         self._channel: Channel | None = None
@@ -210,6 +213,8 @@ class ControlClient:
                     fut.set_result(msg)
             case m.Networks():
                 self.state.networks = list(msg.networks)
+                if self.on_networks is not None:
+                    self.on_networks()
             case m.Peers():
                 self.on_peers(msg)
             case m.Heartbeat():

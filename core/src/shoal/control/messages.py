@@ -37,7 +37,8 @@ class Hello(Msg):
     udp_port: int = Field(0, ge=0, le=65535)
 
 
-Op = Literal["create", "join", "leave", "list", "members", "approve", "evict", "set", "delete"]
+Op = Literal["create", "join", "leave", "list", "members", "approve", "evict", "set", "delete",
+             "route_add", "route_approve", "route_remove", "routes"]
 
 
 class Request(Msg):
@@ -111,10 +112,20 @@ class SetArgs(Args):
     lan_route: str | None = Field(None, max_length=43)
 
 
+class RouteArgs(Args):
+    """``route_add``: the calling member announces ``prefix`` (a LAN it reaches) in ``name``;
+    ``route_approve`` / ``route_remove``: the owner (or, for remove, the gateway) acts on it."""
+
+    name: Name
+    prefix: str = Field(min_length=1, max_length=43)
+    masquerade: bool = False
+
+
 ARGS: dict[str, type[Args]] = {
     "create": CreateArgs, "join": JoinArgs, "leave": NetworkArgs, "list": Args,
     "members": NetworkArgs, "approve": MemberArgs, "evict": MemberArgs, "set": SetArgs,
-    "delete": NetworkArgs,
+    "delete": NetworkArgs, "route_add": RouteArgs, "route_approve": RouteArgs,
+    "route_remove": RouteArgs, "routes": NetworkArgs,
 }
 
 
@@ -148,6 +159,17 @@ class Result(Msg):
     data: Any = None
 
 
+class RouteInfo(BaseModel):
+    """A LAN prefix a member (the gateway) announces in a network."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    prefix: str
+    gateway: Key                   # the gateway's public key
+    gateway_name: str = ""
+    approved: bool = False         # only approved routes are installed by members
+    masquerade: bool = False       # the gateway rewrites members' sources to its LAN address
+
+
 class NetworkSummary(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
     name: str
@@ -158,6 +180,7 @@ class NetworkSummary(BaseModel):
     members: int                   # active members
     pending: int = 0               # shown to the owner only
     online: int = 0
+    routes: list[RouteInfo] = Field(default_factory=list)
 
 
 class Networks(Msg):

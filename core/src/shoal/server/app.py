@@ -311,6 +311,16 @@ class Server:
                 return None, c.set(key, a, h)
             case "delete", m.NetworkArgs():
                 return None, c.delete(key, a.name)
+            case "route_add", m.RouteArgs():
+                info, out = c.route_add(key, a)
+                return info.model_dump(), out
+            case "route_approve", m.RouteArgs():
+                info, out = c.route_approve(key, a)
+                return info.model_dump(), out
+            case "route_remove", m.RouteArgs():
+                return None, c.route_remove(key, a)
+            case "routes", m.NetworkArgs():
+                return [r.model_dump() for r in c.route_list(key, a.name)], []
         raise RequestError("invalid", f"unknown operation {op!r}")
 
     def relay_grants(self, key: str) -> list[m.RelayGrant]:

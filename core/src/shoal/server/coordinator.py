@@ -9,7 +9,9 @@ Rules it obeys (ARCHITECTURE §3):
   hashes/verifies, see ``passwords.py``), an owner, a join mode (open /
   approval / locked), a member limit and a type. ``mesh``: every member
   tunnels to every member; ``hub-and-spoke``: a pair tunnels only if one side
-  is a hub; ``gateway``: mesh, and one member announces a LAN route.
+  is a hub; ``gateway``: mesh, and members announce LAN routes that the owner
+  approves (rules in ``gateway_routes``); every active member is told the
+  network's routes with its summary.
 * Two online nodes get a tunnel ("peers up") while they share at least one
   network whose rules let them see each other, and lose it ("peers down") as
   soon as no such network is left or one goes offline.
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from shoal.control import messages as m
+from shoal.server.gateway_routes import GatewayRoutes, RouteError
 from shoal.server.store import MemberRecord, NetworkRecord, NodeRecord, Store
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,7 @@ class Coordinator:
             self.members.setdefault(mem.network, {})[mem.public_key] = mem
             self.memberships.setdefault(mem.public_key, set()).add(mem.network)
         self._next_ip = int(self.pool.network_address) + 1
+        self.routes = GatewayRoutes(store, self.pool, clock)
 
     # ------------------------------------------------------------ addresses
     def _usable(self, ip: int) -> bool:
@@ -291,16 +295,22 @@ class Coordinator:
             active = self._active_count(netname)
             online = sum(1 for k, x in members.items()
                          if x.status == "active" and k in self.online) if with_online else 0
+            role = self._role(net, members[key])
             out.append(m.NetworkSummary(
-                name=net.name, type=net.type, role=self._role(net, members[key]),
+                name=net.name, type=net.type, role=role,
                 join_mode=net.join_mode, member_limit=net.member_limit, members=active,
-                pending=(len(members) - active) if net.owner == key else 0, online=online))
+                pending=(len(members) - active) if net.owner == key else 0, online=online,
+                routes=self.routes.infos(netname, self._name) if role != "pending" else []))
         return out
 
     def _networks_msg(self, key: str) -> m.Networks:
         return m.Networks(networks=self.summaries(key))
 
     # ------------------------------------------------------------ lookups
+    def _name(self, key: str) -> str:
+        node = self.nodes.get(key)
+        return node.name if node is not None else key
+
     def network(self, name: str) -> NetworkRecord:
         net = self.networks.get(name)
         if net is None:
@@ -392,6 +402,7 @@ class Coordinator:
         if key not in self.members[name]:
             raise RequestError("not_member", f"this node is not a member of {name!r}")
         self._del_member(name, key)
+        self.routes.drop_gateway(name, key)
         if net.owner == key:
             heirs = sorted((x for x in self.members[name].values() if x.status == "active"),
                            key=lambda x: x.joined)
@@ -420,6 +431,7 @@ class Coordinator:
             raise RequestError("invalid", "the owner cannot evict itself; transfer ownership "
                                           "or delete the network")
         self._del_member(name, target)
+        self.routes.drop_gateway(name, target)
         return self._changed(name, {target}, only=target)
 
     def set(self, key: str, a: m.SetArgs, password_hash: str | None) -> Outbox:
@@ -456,10 +468,10 @@ class Coordinator:
         for target, hub in hub_changes:
             self._put_member(self.members[a.name][target].with_(hub=hub))
         if gateway is not None:
-            for k, mem in list(self.members[a.name].items()):
-                want = route if k == gateway else None
-                if mem.lan_route != want:
-                    self._put_member(mem.with_(lan_route=want))
+            try:
+                self.routes.replace_all(a.name, self.routes.prefix(route), gateway)
+            except RouteError as e:
+                raise RequestError(e.code, str(e)) from None
         return self._changed(a.name)
 
     def delete(self, key: str, name: str) -> Outbox:
@@ -472,6 +484,7 @@ class Coordinator:
             self._del_member(name, k)
         del self.networks[name]
         del self.members[name]
+        self.routes.drop_network(name)
         self.store.delete_network(name)
         keys = {k for k in affected if k in self.online}
         out = self._sync_many(keys)
@@ -488,7 +501,66 @@ class Coordinator:
             if mem.status == "pending" and net.owner != key:
                 continue
             node = self.nodes[k]
+            routes = [r.prefix for r in self.routes.of_network(name)
+                      if r.gateway == k and r.approved]
             out.append({"name": node.name, "public_key": k, "virtual_ip": node.virtual_ip,
                         "role": self._role(net, mem), "online": k in self.online,
-                        "lan_route": mem.lan_route})
+                        "lan_route": routes[0] if routes else None, "routes": routes})
         return out
+
+    # ------------------------------------------------------------ gateway routes
+    def _routes_changed(self, netname: str) -> Outbox:
+        """Routes are part of each member's network summary: only summaries are re-sent."""
+        return [(k, self._networks_msg(k)) for k in self._network_keys(netname)]
+
+    def _active_member(self, key: str, netname: str) -> NetworkRecord:
+        net = self.network(netname)
+        me = self.members[netname].get(key)
+        if me is None or me.status != "active":
+            raise RequestError("not_member", f"this node is not a member of {netname!r}")
+        return net
+
+    def route_add(self, key: str, a: m.RouteArgs) -> tuple[m.RouteInfo, Outbox]:
+        """``key`` announces ``a.prefix`` as its LAN in network ``a.name``."""
+        net = self._active_member(key, a.name)
+        if net.type != "gateway":
+            raise RequestError("invalid", f"network {a.name!r} is a {net.type} network; routes "
+                                          f"need type gateway (shoal network set {a.name} "
+                                          "--type gateway)")
+        try:
+            r = self.routes.announce(a.name, self.routes.prefix(a.prefix), key, a.masquerade,
+                                     net.owner == key, self._name)
+        except RouteError as e:
+            raise RequestError(e.code, str(e)) from None
+        log.info("network %s: %s announces %s%s", a.name, self._name(key), r.prefix,
+                 " (approved)" if r.approved else " (waiting for approval)")
+        return self._route_info(r.network, r.prefix), self._routes_changed(a.name)
+
+    def route_approve(self, key: str, a: m.RouteArgs) -> tuple[m.RouteInfo, Outbox]:
+        self.owned(key, a.name)
+        try:
+            r = self.routes.approve(a.name, self.routes.prefix(a.prefix), self._name)
+        except RouteError as e:
+            raise RequestError(e.code, str(e)) from None
+        log.info("network %s: route %s via %s approved", a.name, r.prefix, self._name(r.gateway))
+        return self._route_info(r.network, r.prefix), self._routes_changed(a.name)
+
+    def route_remove(self, key: str, a: m.RouteArgs) -> Outbox:
+        net = self._active_member(key, a.name)
+        try:
+            prefix = self.routes.prefix(a.prefix)
+            r = self.routes.get(a.name, prefix)
+            if key not in (r.gateway, net.owner):
+                raise RequestError("not_owner", f"only the owner of {a.name!r} or the route's "
+                                                "gateway can remove it")
+            self.routes.remove(a.name, prefix)
+        except RouteError as e:
+            raise RequestError(e.code, str(e)) from None
+        return self._routes_changed(a.name)
+
+    def route_list(self, key: str, name: str) -> list[m.RouteInfo]:
+        self._active_member(key, name)
+        return self.routes.infos(name, self._name)
+
+    def _route_info(self, netname: str, prefix: str) -> m.RouteInfo:
+        return next(i for i in self.routes.infos(netname, self._name) if i.prefix == prefix)

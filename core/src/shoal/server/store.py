@@ -54,6 +54,21 @@ class MemberRecord:
         return replace(self, **kw)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class RouteRecord:
+    """A LAN prefix announced by a member (the gateway) of a gateway network."""
+
+    network: str
+    prefix: str              # canonical IPv4 network, e.g. "192.168.50.0/24"
+    gateway: str             # public key (base64) of the announcing member
+    approved: bool
+    masquerade: bool
+    created: float
+
+    def with_(self, **kw: object) -> RouteRecord:
+        return replace(self, **kw)  # type: ignore[arg-type]
+
+
 class Store(Protocol):
     def load(self) -> tuple[list[NodeRecord], list[NetworkRecord], list[MemberRecord]]: ...
     def put_node(self, n: NodeRecord) -> None: ...
@@ -61,6 +76,9 @@ class Store(Protocol):
     def delete_network(self, name: str) -> None: ...
     def put_member(self, m: MemberRecord) -> None: ...
     def delete_member(self, network: str, public_key: str) -> None: ...
+    def load_routes(self) -> list[RouteRecord]: ...
+    def put_route(self, r: RouteRecord) -> None: ...
+    def delete_route(self, network: str, prefix: str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -93,6 +111,24 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (network, public_key)
     );
     CREATE INDEX members_by_key ON members(public_key);
+    """,
+    # 2: gateway routes, announced by a member and approved by the owner. A route set
+    # with the older "network set --gateway --lan-route" was the owner's own decision:
+    # it is carried over as approved.
+    """
+    CREATE TABLE routes (
+        network    TEXT NOT NULL REFERENCES networks(name) ON DELETE CASCADE,
+        prefix     TEXT NOT NULL,
+        gateway    TEXT NOT NULL REFERENCES nodes(public_key),
+        approved   INTEGER NOT NULL DEFAULT 0,
+        masquerade INTEGER NOT NULL DEFAULT 0,
+        created    REAL NOT NULL,
+        PRIMARY KEY (network, prefix)
+    );
+    INSERT INTO routes (network, prefix, gateway, approved, masquerade, created)
+        SELECT network, lan_route, public_key, 1, 0, joined FROM members
+        WHERE lan_route IS NOT NULL;
+    UPDATE members SET lan_route = NULL
     """,
 ]
 
@@ -167,6 +203,19 @@ class SqliteStore:
     def delete_member(self, network: str, public_key: str) -> None:
         self._exec("DELETE FROM members WHERE network=? AND public_key=?", (network, public_key))
 
+    def load_routes(self) -> list[RouteRecord]:
+        return [RouteRecord(r[0], r[1], r[2], bool(r[3]), bool(r[4]), r[5]) for r in
+                self._db.execute("SELECT network, prefix, gateway, approved, masquerade, created "
+                                 "FROM routes")]
+
+    def put_route(self, r: RouteRecord) -> None:
+        self._exec("INSERT OR REPLACE INTO routes VALUES (?,?,?,?,?,?)",
+                   (r.network, r.prefix, r.gateway, int(r.approved), int(r.masquerade),
+                    r.created))
+
+    def delete_route(self, network: str, prefix: str) -> None:
+        self._exec("DELETE FROM routes WHERE network=? AND prefix=?", (network, prefix))
+
     def close(self) -> None:
         self._db.close()
 
@@ -193,6 +242,15 @@ class MemoryStore:
         self.writes += 1
 
     def delete_member(self, network: str, public_key: str) -> None:
+        self.writes += 1
+
+    def load_routes(self) -> list[RouteRecord]:
+        return []
+
+    def put_route(self, r: RouteRecord) -> None:
+        self.writes += 1
+
+    def delete_route(self, network: str, prefix: str) -> None:
         self.writes += 1
 
     def close(self) -> None:
