@@ -3,26 +3,51 @@
 The engine only needs a file descriptor it can poll and packet-at-a-time
 ``os.read``/``os.write`` on it, so ``TunDevice`` exposes exactly that.
 An in-memory fake (a datagram socketpair) lives in ``shoal.testing``.
+
+Offloads (TUN mode): the device is opened with IFF_VNET_HDR and TUNSETOFFLOAD
+asks for checksum offload, TSO for IPv4/IPv6 and, where the kernel has it
+(Linux 6.2), USO. Then every read and write carries a virtio-net header
+(``shoal.offload.virtio``) and reads may be 64 KB super-packets. A kernel that
+refuses TSO gets the device reopened without the header: one packet per
+read, as without offloads. ``vnet_hdr`` and ``offloads`` say what is active.
 """
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import logging
 import os
 import subprocess
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from shoal.addressing import ULA_PREFIX_LEN, ipv6_for
 from shoal.errors import ShoalError
 
 log = logging.getLogger(__name__)
 
+# linux/if_tun.h
+TUNSETOFFLOAD = 0x400454D0
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+TUN_F_TSO_ECN = 0x08
+TUN_F_USO4 = 0x20
+TUN_F_USO6 = 0x40
+TSO = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
+USO = TUN_F_USO4 | TUN_F_USO6
+OFFLOAD_NAMES = {TUN_F_CSUM: "csum", TUN_F_TSO4: "tso4", TUN_F_TSO6: "tso6",
+                 TUN_F_TSO_ECN: "tso_ecn", TUN_F_USO4: "uso4", TUN_F_USO6: "uso6"}
+
 
 @runtime_checkable
 class TunDevice(Protocol):
     name: str
     mtu: int
+    #: True when every read and write carries a virtio-net header.
+    vnet_hdr: bool
+    #: Names of the offloads the kernel accepted (``OFFLOAD_NAMES``), empty without.
+    offloads: list[str]
 
     def fileno(self) -> int: ...
 
@@ -37,18 +62,25 @@ class LinuxTun:
     """
 
     def __init__(self, name: str, address: str | None, mtu: int, mode: str = "tun",
-                 mac: bytes | None = None) -> None:
+                 mac: bytes | None = None, offload: bool = False) -> None:
         try:
             import pytun
         except ImportError as e:  # pragma: no cover - dependency of the distribution
             raise ShoalError("python-pytun is missing: pip install python-pytun") from e
         flags = (pytun.IFF_TAP if mode == "tap" else pytun.IFF_TUN) | pytun.IFF_NO_PI
-        try:
-            self._dev = pytun.TunTapDevice(name=name, flags=flags)
-        except pytun.Error as e:
-            raise ShoalError(
-                f"cannot create interface {name!r}: {e}; run as root (or with CAP_NET_ADMIN) "
-                "and check that /dev/net/tun exists") from None
+        self.vnet_hdr = False
+        self.offloads: list[str] = []
+        want = offload and mode == "tun"
+        self._dev = self._open(pytun, name, flags | (pytun.IFF_VNET_HDR if want else 0))
+        if want:
+            accepted = enable_offloads(self._dev.fileno())
+            if accepted:
+                self.vnet_hdr = True
+                self.offloads = [n for bit, n in OFFLOAD_NAMES.items() if accepted & bit]
+            else:
+                log.info("interface %s: the kernel refused TSO; running without offloads", name)
+                self._dev.close()
+                self._dev = self._open(pytun, name, flags)
         self.name = self._dev.name
         self.mode = mode
         self.mtu = mtu
@@ -59,7 +91,17 @@ class LinuxTun:
         if address:
             self.set_address(address)
         os.set_blocking(self._dev.fileno(), False)
-        log.info("interface %s up (%s, mtu %d, %s)", self.name, mode, mtu, address or "no address")
+        log.info("interface %s up (%s, mtu %d, %s, offloads: %s)", self.name, mode, mtu,
+                 address or "no address", " ".join(self.offloads) or "none")
+
+    @staticmethod
+    def _open(pytun: Any, name: str, flags: int) -> Any:
+        try:
+            return pytun.TunTapDevice(name=name, flags=flags)
+        except pytun.Error as e:
+            raise ShoalError(
+                f"cannot create interface {name!r}: {e}; run as root (or with CAP_NET_ADMIN) "
+                "and check that /dev/net/tun exists") from None
 
     def fileno(self) -> int:
         return self._dev.fileno()
@@ -80,3 +122,14 @@ class LinuxTun:
             self._dev.close()
         except OSError:  # already closed
             pass
+
+
+def enable_offloads(fd: int) -> int:
+    """Ask for TSO (and USO where the kernel has it) on a TUN fd; the flags accepted, or 0."""
+    for flags in (TSO | USO, TSO, TSO & ~TUN_F_TSO_ECN):
+        try:
+            fcntl.ioctl(fd, TUNSETOFFLOAD, flags)
+            return flags
+        except OSError:
+            continue
+    return 0
