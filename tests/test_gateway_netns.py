@@ -1,4 +1,4 @@
-"""End to end: gateway routes between real nodes (``shoal up``) and a real server.
+"""End to end: gateway routes and names between real nodes (``shoal up``) and a real server.
 
 Topology (namespaces this module creates)::
 
@@ -9,6 +9,8 @@ Topology (namespaces this module creates)::
 Network "site" (type gateway): alice (owner), gw, bob. gw's config announces
 192.168.50.0/24; 192.168.60.0/24 is announced from the command line with
 masquerade. Network "other": gw and eve only. eve is outside "site".
+Every node runs the ``dns`` plugin and answers for ``<node>.<network>.shoal``
+at the address its status reports as ``node.dns``; queried with ``dig``.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class Env:
 
 def _start(lab: Lab, server: fleet.ServerProc, ns: str, name: str,
            networks: list[tuple[str, str, bool]], append: str = "") -> NodeProc:
-    cfg = fleet.node_config(lab, name, server.key, ["udp"], networks)
+    cfg = fleet.node_config(lab, name, server.key, ["udp", "dns"], networks)
     if append:
         with cfg.open("a") as f:
             f.write(append)
@@ -185,3 +187,45 @@ def test_conflicting_routes_refused_with_one_line(env: Env) -> None:
     assert "overlaps this node's own LAN 203.0.113.0/24" in r["reason"]
     assert env.ping("bob", fleet.SERVER_IP), "bob lost its own LAN"
     env.shoal("alice", "network", "route", "remove", "site", "203.0.113.0/24")
+
+
+# --------------------------------------------------------------------------- names
+def _dig(env: Env, node: str, server: str, name: str, qtype: str = "A") -> tuple[str, list[str]]:
+    """(status, answers) of ``dig`` run in ``node``'s namespace against ``server``."""
+    host, port = server.rsplit(":", 1)
+    r = env.lab.sh(env[node].ns, f"dig @{host} -p {port} {name} {qtype} +time=2 +tries=2",
+                   check=False, timeout=20)
+    status = (r.stdout.split("status: ", 1)[1].split(",", 1)[0]
+              if "status: " in r.stdout else f"no answer: {r.stdout[-300:]}")
+    answers = [line.split()[-1] for line in r.stdout.split(";; ANSWER SECTION:\n", 1)[-1]
+               .split("\n\n", 1)[0].splitlines()] if ";; ANSWER SECTION:" in r.stdout else []
+    return status, answers
+
+
+def test_every_member_name_resolves_at_node_dns(env: Env) -> None:
+    vips = {n: env.status(n)["node"]["virtual_ip"] for n in env.nodes}
+    dns = {n: wait_until(lambda n=n: env.status(n)["node"].get("dns"), 10,
+                         what=f"{n} to report node.dns") for n in env.nodes}
+    assert dns["bob"] == f"{vips['bob']}:53"
+    wait_until(lambda: {p["name"] for p in env.status("bob")["peers"]} >= {"alice", "gw"}, 10,
+               what="bob to know every member of site")
+    for member in ("alice", "gw", "bob"):
+        assert _dig(env, "bob", dns["bob"], f"{member}.site.shoal") == ("NOERROR", [vips[member]])
+    # over the overlay, from another member, and the IPv6 twin
+    assert _dig(env, "alice", dns["bob"], "gw.site.shoal", "AAAA")[1] == \
+        [env.status("gw")["node"]["virtual_ip6"]]
+    assert _dig(env, "gw", dns["gw"], "eve.other.shoal") == ("NOERROR", [vips["eve"]])
+    assert _dig(env, "gw", dns["gw"], "eve.shoal") == ("NOERROR", [vips["eve"]])
+    # bob shares no network with eve; other names are refused, not forwarded
+    assert _dig(env, "bob", dns["bob"], "eve.other.shoal")[0] == "NXDOMAIN"
+    assert _dig(env, "bob", dns["bob"], "example.com")[0] == "REFUSED"
+
+
+def test_name_disappears_when_its_node_leaves(env: Env) -> None:
+    dns = env.status("gw")["node"]["dns"]
+    assert _dig(env, "gw", dns, "eve.other.shoal")[0] == "NOERROR"
+    env.shoal("eve", "network", "leave", "other")
+    wait_until(lambda: _dig(env, "gw", dns, "eve.other.shoal")[0] == "NXDOMAIN", 10,
+               interval=0.2, what="eve.other.shoal to disappear")
+    assert _dig(env, "gw", dns, "eve.shoal")[0] == "NXDOMAIN"
+    assert _dig(env, "gw", dns, "bob.site.shoal")[0] == "NOERROR"

@@ -34,6 +34,7 @@ KNOWN_DISTRIBUTIONS = {
     "ice": "shoal-traversal-ice",
     "broadcast": "shoal-frames-broadcast",
     "ipx": "shoal-frames-ipx",
+    "dns": "shoal-names-dns",
 }
 
 

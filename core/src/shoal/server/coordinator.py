@@ -126,7 +126,11 @@ class Coordinator:
             reflexive = f"{observed}:{hello.udp_port}"
             if reflexive not in endpoints:
                 endpoints.insert(0, reflexive)
-        self.online[key] = Online(hello.name, endpoints)
+        # A login that replaces a live session (quick reconnect) may bring a new name:
+        # a new version makes every neighbour hear about it.
+        prev = self.online.get(key)
+        self.online[key] = Online(hello.name, endpoints,
+                                  version=prev.version + 1 if prev is not None else 0)
         welcome = m.Welcome(virtual_ip=node.virtual_ip, prefix_len=self.pool.prefixlen,
                             observed=observed)
         out: Outbox = [(key, self._networks_msg(key))]

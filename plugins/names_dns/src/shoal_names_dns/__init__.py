@@ -1,0 +1,1 @@
+"""Names for overlay addresses: ``<node>.<network>.shoal``, answered by every node."""

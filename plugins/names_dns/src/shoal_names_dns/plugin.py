@@ -1,0 +1,183 @@
+"""Entry point ``dns``: every node answers DNS for ``<node>.<network>.shoal``.
+
+Wiring only (STYLE habit 6): on node up the plugin binds a UDP responder at
+``[plugin.dns] listen`` (default: the node's own overlay IPv4 address, port
+53, rebound when the server assigns another address), registers the
+``shoal`` domain with systemd-resolved where it runs, and reports the
+responder's address as ``node.dns`` in ``shoal status --json`` (with its
+counters under ``dns``). The zone (``zone.build``) is computed from the
+node's current members at each query, so membership changes and renames
+show at once; answers come from ``answer.answer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+from shoal.config import parse_endpoint
+from shoal.hookspecs import hookimpl
+from shoal.plugin_context import PluginContext
+
+from shoal_names_dns import resolved
+from shoal_names_dns.answer import Counters, answer
+from shoal_names_dns.zone import Member, build
+
+log = logging.getLogger(__name__)
+
+WATCH_FAST, WATCH_SLOW = 0.25, 1.0
+
+
+class DnsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listen: str | None = None        # "ADDRESS:PORT"; default: the overlay IPv4 address, 53
+    register_resolved: bool = True   # tell systemd-resolved (when it runs) about ~shoal
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_endpoint(v)
+        return v
+
+
+def members_of(node: Any) -> list[Member]:
+    """This node and the peers the server gave it, once per network they share."""
+    out: list[Member] = []
+    vip = node.virtual_ip
+    ctl = node.control
+    if vip and node.keypair is not None and ctl is not None:
+        me = node.keypair.public_b64
+        out += [Member(node.cfg.name, n.name, vip, me) for n in ctl.state.networks
+                if n.role != "pending"]
+    for info in list(node.server_peers.values()):
+        out += [Member(info.name, net, info.virtual_ip, info.public_key) for net in info.networks]
+    return out
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, rt: DnsRuntime) -> None:
+        self.rt = rt
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        reply = answer(data, build(members_of(self.rt.node)), self.rt.counters)
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+
+class DnsRuntime:
+    """The responder of one running node."""
+
+    def __init__(self, node: Any, settings: DnsSettings) -> None:
+        self.node = node
+        self.settings = settings
+        self.counters = Counters()
+        self.bound: tuple[str, int] | None = None
+        self.resolved_error: str | None = None
+        self.resolved_registered = False
+        self._transport: asyncio.DatagramTransport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._bind_error: str | None = None
+
+    def wanted(self) -> tuple[str, int] | None:
+        if self.settings.listen:
+            return parse_endpoint(self.settings.listen)
+        vip = self.node.virtual_ip
+        return (vip, 53) if vip else None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        self.bound = None
+
+    async def _watch(self) -> None:
+        while True:
+            want = self.wanted()
+            if want is not None and want != self.bound:
+                await self._bind(want)
+            await asyncio.sleep(WATCH_SLOW if self.bound else WATCH_FAST)
+
+    async def _bind(self, addr: tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self),
+                                                               local_addr=addr)
+        except OSError as e:
+            err = f"dns: cannot listen on {addr[0]}:{addr[1]}: {e.strerror or e}"
+            if err != self._bind_error:   # the address may not be on the interface yet
+                log.debug("%s (will retry)", err)
+                self._bind_error = err
+            return
+        if self._transport is not None:
+            self._transport.close()
+        self._transport, self.bound, self._bind_error = transport, addr, None  # type: ignore
+        log.info("dns: answering for .shoal names on %s:%d", *addr)
+        await self._register(addr)
+
+    async def _register(self, addr: tuple[str, int]) -> None:
+        ifname = getattr(self.node.tun, "name", None)
+        if not self.settings.register_resolved or ifname is None \
+                or not resolved.resolved_running():
+            return
+        self.resolved_error = await resolved.register(ifname, addr[0], addr[1])
+        self.resolved_registered = self.resolved_error is None
+        if self.resolved_error:
+            log.warning("dns: systemd-resolved: %s", self.resolved_error)
+        else:
+            log.info("dns: systemd-resolved sends *.shoal queries to %s:%d", *addr)
+
+    def status(self) -> dict[str, Any]:
+        c = self.counters
+        return {"listen": f"{self.bound[0]}:{self.bound[1]}" if self.bound else None,
+                "answered": c.answered, "nxdomain": c.nxdomain, "refused": c.refused,
+                "malformed": c.malformed, "resolved": self.resolved_registered,
+                "resolved_error": self.resolved_error,
+                "names": len(build(members_of(self.node)))}
+
+
+_runtimes: dict[int, DnsRuntime] = {}
+
+
+@hookimpl
+def shoal_config_register_settings(register):  # type: ignore[no-untyped-def]
+    register("dns", DnsSettings)
+
+
+@hookimpl
+def shoal_lifecycle_node_up(context: PluginContext) -> None:
+    if context.node is None:
+        return
+    settings = context.settings_for("dns") or DnsSettings()
+    rt = DnsRuntime(context.node, settings)  # type: ignore[arg-type]
+    _runtimes[id(context)] = rt
+    rt.start()
+
+
+@hookimpl
+def shoal_lifecycle_node_down(context: PluginContext) -> None:
+    # The interface goes away with the node: systemd-resolved drops its settings itself.
+    rt = _runtimes.pop(id(context), None)
+    if rt is not None:
+        rt.stop()
+
+
+@hookimpl
+def shoal_status_extend(status: dict[str, Any], context: PluginContext) -> None:
+    rt = _runtimes.get(id(context))
+    if rt is not None:
+        st = rt.status()
+        status["node"]["dns"] = st["listen"]
+        status["dns"] = st
