@@ -36,7 +36,28 @@ pytestmark = [
 ]
 
 UNDERLAY = {"alice": "203.0.113.21", "gw": "203.0.113.22", "bob": "203.0.113.23",
-            "eve": "203.0.113.24"}
+            "eve": "203.0.113.24", "carol": "203.0.113.25"}
+# Runs a command in a pseudo-terminal (as a person at a terminal would), copies what it
+# prints to stdout, and passes SIGTERM on to it.
+PTY_RUN = """\
+import os, pty, signal, sys
+pid, fd = pty.fork()
+if pid == 0:
+    for k in ("INVOCATION_ID", "JOURNAL_STREAM"):
+        os.environ.pop(k, None)
+    os.execv(sys.argv[1], sys.argv[1:])
+signal.signal(signal.SIGTERM, lambda *a: os.kill(pid, signal.SIGTERM))
+while True:
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        break
+    if not data:
+        break
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+os.waitpid(pid, 0)
+"""
 LAN50, HOST50 = "192.168.50.0/24", "192.168.50.10"
 LAN60, HOST60 = "192.168.60.0/24", "192.168.60.10"
 
@@ -44,6 +65,7 @@ LAN60, HOST60 = "192.168.60.0/24", "192.168.60.10"
 @dataclass
 class Env:
     lab: Lab
+    nss: dict[str, str]
     server: fleet.ServerProc
     nodes: dict[str, NodeProc]
     hosts: dict[str, str]            # LAN host name -> namespace
@@ -98,7 +120,7 @@ def env() -> Iterator[Env]:
         lab.sh(hosts["lan50"], "ip route add default via 192.168.50.1")
         server = fleet.start_server(lab, srv, relay=False)
         nodes = {"alice": _start(lab, server, nss["alice"], "alice", [])}
-        e = Env(lab, server, nodes, hosts)
+        e = Env(lab, nss, server, nodes, hosts)
         fleet.wait_online(lab, nodes["alice"])
         e.shoal("alice", "network", "create", "site", "--password", "pw", "--type", "gateway")
         nodes["gw"] = _start(lab, server, nss["gw"], "gw",
@@ -229,3 +251,26 @@ def test_name_disappears_when_its_node_leaves(env: Env) -> None:
                interval=0.2, what="eve.other.shoal to disappear")
     assert _dig(env, "gw", dns, "eve.shoal")[0] == "NXDOMAIN"
     assert _dig(env, "gw", dns, "bob.site.shoal")[0] == "NOERROR"
+
+
+# --------------------------------------------------------------------------- shoal up
+def test_up_shows_progress_in_a_terminal_and_stays_quiet_otherwise(env: Env) -> None:
+    lab = env.lab
+    cfg = fleet.node_config(lab, "carol", env.server.key, ["udp"], [("site", "pw", False)])
+    proc = lab.spawn(env.nss["carol"], [sys.executable, "-c", PTY_RUN, netlab.SHOAL, "up",
+                                        "-c", str(cfg)], "carol")
+    try:
+        wait_until(lambda: "shoal: ready:" in lab.log_text("carol"), 30,
+                   what="carol's progress to reach ready")
+        lines = [ln.strip() for ln in lab.log_text("carol").splitlines()
+                 if ln.startswith("shoal: ")]
+        assert lines[0] == "shoal: interface shoal0 up"
+        assert lines[1] == f"shoal: logging in to {fleet.SERVER_IP}:{fleet.CONTROL_PORT} ..."
+        assert lines[2].startswith("shoal: logged in as 100.")
+        assert {ln.split()[2] for ln in lines if " connected (" in ln} == {"alice", "gw", "bob"}
+        assert lines[-1] == "shoal: ready: 3/3 peers connected"
+        assert " INFO " not in lab.log_text("carol")  # progress replaces the routine log
+    finally:
+        assert lab.stop(proc) == 0
+    # nodes started with output to a file (as under a service manager) print no progress
+    assert "shoal: " not in lab.log_text("bob") and " INFO " in lab.log_text("bob")

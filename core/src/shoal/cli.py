@@ -48,18 +48,54 @@ def _socket_path(args: argparse.Namespace) -> str:
 def cmd_up(args: argparse.Namespace) -> int:
     from shoal.node import Node
 
+    from shoal.service import progress
+
     cfg = load_node_config(args.config)
-    _setup_logging("debug" if args.verbose else cfg.log_level)
+    # In a terminal, progress lines replace the routine info log (warnings still show);
+    # under systemd or redirected, the log stays as configured and no progress is shown.
+    show = not args.no_progress and progress.wanted(sys.stderr)
+    level = cfg.log_level
+    if show and level == "info":
+        level = "warning"
+    _setup_logging("debug" if args.verbose else level)
     node = Node(cfg, config_path=args.config)
+
+    async def show_progress() -> None:
+        await node.ready.wait()
+        await progress.watch(node.status, cfg.server is not None)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await node.run(stop)
+        shown = asyncio.create_task(show_progress()) if show else None
+        try:
+            await node.run(stop)
+        finally:
+            if shown is not None:
+                shown.cancel()
 
     asyncio.run(main())
+    return 0
+
+
+def cmd_service_install(args: argparse.Namespace) -> int:
+    from shoal.service import units
+
+    try:
+        written = units.install(args.unit_dir, args.shoal, args.config_dir,
+                                reload=not args.no_reload)
+    except (OSError, ValueError) as e:
+        raise ShoalError(f"cannot install the units into {args.unit_dir}: "
+                         f"{getattr(e, 'strerror', None) or e}") from None
+    for p in written:
+        print(f"wrote {p}")
+    print(f"configs go in {args.config_dir}: NAME.toml per node, server.toml, relay.toml; then")
+    print("  systemctl enable --now shoal@NAME      # a node")
+    print("  systemctl enable --now shoal-server    # after 'shoal server init -c "
+          f"{args.config_dir}/server.toml'")
+    print("  systemctl enable --now shoal-relay")
     return 0
 
 
@@ -335,7 +371,19 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run a node in the foreground")
     up.add_argument("-c", "--config", required=True, help="node config (TOML)")
     up.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    up.add_argument("--no-progress", action="store_true",
+                    help="no start-up progress lines, even in a terminal")
     up.set_defaults(func=cmd_up)
+
+    svc = sub.add_parser("service", help="run Shoal as a system service (systemd)")
+    vsub = svc.add_subparsers(dest="service_command", metavar="SUBCOMMAND", required=True)
+    vin = vsub.add_parser("install", help="install systemd units: shoal@NAME (a node reading "
+                                          "/etc/shoal/NAME.toml), shoal-server, shoal-relay")
+    vin.add_argument("--unit-dir", default="/etc/systemd/system")
+    vin.add_argument("--config-dir", default="/etc/shoal")
+    vin.add_argument("--shoal", help="path of the shoal executable (default: this one)")
+    vin.add_argument("--no-reload", action="store_true", help="skip systemctl daemon-reload")
+    vin.set_defaults(func=cmd_service_install)
 
     key = sub.add_parser("key", help="the node's key")
     ksub = key.add_subparsers(dest="key_command", metavar="SUBCOMMAND")

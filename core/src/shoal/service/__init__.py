@@ -1,0 +1,1 @@
+"""Running Shoal as a service: systemd units and start-up progress for ``shoal up``."""
