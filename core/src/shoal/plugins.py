@@ -31,6 +31,7 @@ BUILTIN_PLUGINS = ("core-identity",)
 KNOWN_DISTRIBUTIONS = {
     "udp": "shoal-transport-udp",
     "relay": "shoal-transport-relay",
+    "wss": "shoal-transport-wss",
     "ice": "shoal-traversal-ice",
     "broadcast": "shoal-frames-broadcast",
     "ipx": "shoal-frames-ipx",

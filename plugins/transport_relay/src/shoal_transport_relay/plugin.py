@@ -176,3 +176,21 @@ def shoal_cli_register_commands(subparsers) -> None:  # type: ignore[no-untyped-
     run = rsub.add_parser("run", help="run the relay in the foreground")
     run.add_argument("-c", "--config", required=True, help="relay config (TOML)")
     run.set_defaults(func=_cmd_relay_run)
+
+
+# ------------------------------------------------------------------ for other relay front ends
+def secret_path(settings: BaseModel | None, state_dir: str) -> Path:
+    """Where a server's relay secret lives: ``[plugin.relay] secret_file`` or STATE_DIR/relay.secret.
+
+    Other front ends of the same relay (``wss``) issue grants with the same secret.
+    """
+    if isinstance(settings, RelaySettings) and settings.secret_file:
+        return Path(settings.secret_file)
+    return Path(state_dir) / SECRET_FILE
+
+
+def make_grant(secret: bytes, key_b64: str, **where: Any) -> RelayGrant:
+    """A grant for the node ``key_b64`` on the relay sharing ``secret``, reached at ``where``."""
+    expires = int(time.time()) + GRANT_LIFETIME
+    token = make_token(secret, decode_public_key(key_b64), expires)
+    return RelayGrant(token=base64.b64encode(token).decode(), expires=expires, **where)

@@ -3,6 +3,11 @@
 Runs inside the coordination server (``plugins = ["relay"]``) or alone
 (``shoal relay run``); both read the same secret, so grants issued by the
 server are honoured by either.
+
+Other front ends (the ``wss`` plugin's WebSocket listener) attach to the same
+core with ``attach(kind, send)``: they feed messages in with ``receive(data,
+(kind, conn))`` and the service hands messages for ``(kind, conn)`` back to
+their ``send(conn, msg)``. So a node on any front end reaches nodes on any other.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any
 
 from shoal.config import parse_endpoint
 from shoal.errors import ShoalError
@@ -45,27 +52,29 @@ def load_secret(path: str | Path, create: bool) -> bytes:
     return data
 
 
+#: send(connection, message) of a front end: must not block (drop when full).
+FrontEndSend = Callable[[Any, bytes], None]
+
+
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, core: RelayCore) -> None:
-        self.core = core
+    def __init__(self, service: RelayService) -> None:
+        self.service = service
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        out = self.core.handle(data, ("udp", addr), time.monotonic(), time.time())
-        for dst, msg in out:
-            self.core_send(dst, msg)
+        self.service.receive(data, ("udp", addr))
 
-    def core_send(self, dst: object, msg: bytes) -> None:
-        kind, where = dst  # type: ignore[misc]
-        if kind == "udp":
-            if self.transport is not None:
-                self.transport.sendto(msg, where)
-        else:  # a TCP connection's writer
-            if not where.is_closing():
-                where.write(len(msg).to_bytes(2, "big") + msg)
+    def sendto(self, addr: tuple[str, int], msg: bytes) -> None:
+        if self.transport is not None:
+            self.transport.sendto(msg, addr)
+
+
+def _tcp_send(writer: asyncio.StreamWriter, msg: bytes) -> None:
+    if not writer.is_closing():
+        writer.write(len(msg).to_bytes(2, "big") + msg)
 
 
 class RelayService:
@@ -74,15 +83,32 @@ class RelayService:
         self.core = RelayCore(secret, rate_bytes_per_s=rate_bytes_per_s)
         self.listen_udp = listen_udp
         self.listen_tcp = listen_tcp
-        self._udp: _Udp | None = None
+        self._udp = _Udp(self)
+        self._front_ends: dict[str, FrontEndSend] = {"udp": self._udp.sendto, "tcp": _tcp_send}
+
+    def attach(self, kind: str, send: FrontEndSend) -> None:
+        """Add a front end: messages for addresses ``(kind, conn)`` go to ``send(conn, msg)``."""
+        if kind in self._front_ends:
+            raise ValueError(f"relay front end {kind!r} is already attached")
+        self._front_ends[kind] = send
+
+    def receive(self, data: bytes, addr: tuple[str, Hashable]) -> None:
+        """One message from a front end's connection ``addr = (kind, conn)``."""
+        for dst, msg in self.core.handle(data, addr, time.monotonic(), time.time()):
+            self.send(dst, msg)
+
+    def forget(self, addr: tuple[str, Hashable]) -> None:
+        """A front end's connection closed: drop its registration."""
+        self.core.forget(addr)
 
     def send(self, dst: object, msg: bytes) -> None:
-        assert self._udp is not None
-        self._udp.core_send(dst, msg)
+        kind, where = dst  # type: ignore[misc]
+        send = self._front_ends.get(kind)
+        if send is not None:
+            send(where, msg)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        self._udp = _Udp(self.core)
         closers = []
         if self.listen_udp:
             t, _ = await loop.create_datagram_endpoint(
@@ -112,9 +138,7 @@ class RelayService:
         try:
             while True:
                 n = int.from_bytes(await reader.readexactly(2), "big")
-                data = await reader.readexactly(n)
-                for dst, msg in self.core.handle(data, me, time.monotonic(), time.time()):
-                    self.send(dst, msg)
+                self.receive(await reader.readexactly(n), me)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
