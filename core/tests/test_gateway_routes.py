@@ -1,7 +1,6 @@
 """Gateway routes on the server: announce, approve, conflicts, removal, persistence."""
 
 import pytest
-
 from shoal.control import messages as m
 from shoal.identity import StaticKeypair
 from shoal.server.coordinator import Coordinator, RequestError

@@ -3,9 +3,7 @@
 import ipaddress
 
 import pytest
-
-from shoal.routing.rules import (PrefixTable, Route, RouteRefused, SourceCheck, decide,
-                                 parse_prefix)
+from shoal.routing.rules import PrefixTable, Route, RouteRefused, SourceCheck, decide, parse_prefix
 
 N = ipaddress.IPv4Network
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
-
 from shoal_names_dns.answer import Counters, answer
 from shoal_names_dns.zone import Member, build
 

@@ -101,7 +101,7 @@ class RouteManager:
             self._dirty = False
             try:
                 await self._apply()
-            except Exception:  # noqa: BLE001 - keep the node up; the error is shown
+            except Exception:
                 log.exception("applying gateway routes failed")
 
     async def _apply(self) -> None:

@@ -106,7 +106,6 @@ async def watch(status: Callable[[], dict[str, Any]], has_server: bool,
             lines = prog.step(status(), loop.time() - start)
         except Exception:  # noqa: BLE001 - the node is still starting: try again
             lines = []
-        for line in lines:
-            stream.write(f"shoal: {line}\n")
+        stream.writelines(f"shoal: {line}\n" for line in lines)
         stream.flush()
         await asyncio.sleep(POLL)
