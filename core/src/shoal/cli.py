@@ -122,6 +122,8 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"public {nat.get('public_endpoint') or '-'}")
     else:
         print("nat      UDP is blocked: peers are reached through the relay over TCP")
+    if n.get("dns"):
+        print(f"dns      {n['dns']}  (<node>.<network>.shoal)")
     if n.get("server"):
         state = "online" if n.get("online") else f"offline ({n.get('server_error') or 'connecting'})"
         print(f"server   {n['server']} {state}")

@@ -62,7 +62,12 @@ class RouteManager:
         approved = self._approved()
         routes = [Route(n.name, ipaddress.IPv4Network(r.prefix), r.gateway)
                   for n, r in approved]
-        self.decisions = decide(routes, self.own_key, self.local_lans)
+        if self.engine.l2:
+            self.decisions = [Decision(r, False, f"route {r.prefix} (network {r.network}): "
+                                                 "gateway routes need interface mode tun")
+                              for r in routes if r.gateway != self.own_key]
+        else:
+            self.decisions = decide(routes, self.own_key, self.local_lans)
         for d in self.decisions:
             if not d.accepted and d.reason not in self._refused_logged:
                 self._refused_logged.add(d.reason)
@@ -87,7 +92,7 @@ class RouteManager:
                               tuple(sorted((i.virtual_ip for i in infos.values()
                                             if n.name in i.networks),
                                            key=ipaddress.IPv4Address)))
-            for n, r in approved if r.gateway == self.own_key]
+            for n, r in approved if r.gateway == self.own_key and not eng.l2]
         self._kick()
 
     # ------------------------------------------------------------ the OS side

@@ -151,12 +151,12 @@ class DnsRuntime:
 _runtimes: dict[int, DnsRuntime] = {}
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def shoal_config_register_settings(register):  # type: ignore[no-untyped-def]
     register("dns", DnsSettings)
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def shoal_lifecycle_node_up(context: PluginContext) -> None:
     if context.node is None:
         return
@@ -166,7 +166,7 @@ def shoal_lifecycle_node_up(context: PluginContext) -> None:
     rt.start()
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def shoal_lifecycle_node_down(context: PluginContext) -> None:
     # The interface goes away with the node: systemd-resolved drops its settings itself.
     rt = _runtimes.pop(id(context), None)
@@ -174,7 +174,7 @@ def shoal_lifecycle_node_down(context: PluginContext) -> None:
         rt.stop()
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def shoal_status_extend(status: dict[str, Any], context: PluginContext) -> None:
     rt = _runtimes.get(id(context))
     if rt is not None:
