@@ -219,8 +219,13 @@ def test_conflicting_routes_refused_with_one_line(env: Env) -> None:
 # --------------------------------------------------------------------------- names
 def _dig(env: Env, node: str, server: str, name: str, qtype: str = "A") -> tuple[str, list[str]]:
     """(status, answers) of ``dig`` run in ``node``'s namespace against ``server``."""
+    return _dig_from(env, env[node].ns, server, name, qtype)
+
+
+def _dig_from(env: Env, ns: str, server: str, name: str, qtype: str = "A"
+              ) -> tuple[str, list[str]]:
     host, port = server.rsplit(":", 1)
-    r = env.lab.sh(env[node].ns, f"dig @{host} -p {port} {name} {qtype} +time=2 +tries=2",
+    r = env.lab.sh(ns, f"dig @{host} -p {port} {name} {qtype} +time=2 +tries=2",
                    check=False, timeout=20)
     status = (r.stdout.split("status: ", 1)[1].split(",", 1)[0]
               if "status: " in r.stdout else f"no answer: {r.stdout[-300:]}")
@@ -246,6 +251,11 @@ def test_every_member_name_resolves_at_node_dns(env: Env) -> None:
     # bob shares no network with eve; other names are refused, not forwarded
     assert _dig(env, "bob", dns["bob"], "eve.other.shoal")[0] == "NXDOMAIN"
     assert _dig(env, "bob", dns["bob"], "example.com")[0] == "REFUSED"
+    # eve shares only "other" with gw: gw tells it nothing about "site"
+    assert _dig(env, "eve", dns["gw"], "eve.other.shoal") == ("NOERROR", [vips["eve"]])
+    assert _dig(env, "eve", dns["gw"], "bob.site.shoal")[0] == "NXDOMAIN"
+    # a host that is no member (gw's LAN) is refused
+    assert _dig_from(env, env.hosts["lan50"], dns["gw"], "gw.site.shoal")[0] == "REFUSED"
 
 
 def test_name_disappears_when_its_node_leaves(env: Env) -> None:

@@ -36,6 +36,19 @@ def _soa() -> RR:
               rdata=SOA(f"ns.{ZONE}.", f"hostmaster.{ZONE}.", (1, 60, 60, 60, TTL)))
 
 
+def refuse(data: bytes) -> bytes | None:
+    """REFUSED for any decodable query (a requester that may not ask), else nothing."""
+    try:
+        q = DNSRecord.parse(data)
+    except (DNSError, ValueError, IndexError, UnicodeDecodeError):
+        return None
+    if q.header.qr:
+        return None
+    reply = q.reply(ra=0, aa=0)
+    reply.header.rcode = RCODE.REFUSED
+    return bytes(reply.pack())
+
+
 def answer(data: bytes, names: dict[str, str], counters: Counters | None = None
            ) -> bytes | None:
     c = counters or Counters()

@@ -7,12 +7,14 @@ Wiring only (STYLE habit 6): on node up the plugin binds a UDP responder at
 responder's address as ``node.dns`` in ``shoal status --json`` (with its
 counters under ``dns``). The zone (``zone.build``) is computed from the
 node's current members at each query, so membership changes and renames
-show at once; answers come from ``answer.answer``.
+show at once; answers come from ``answer.answer``. A peer asking learns only
+about the networks it shares with this node (``visible_to``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from typing import Any
 
@@ -22,7 +24,7 @@ from shoal.hookspecs import hookimpl
 from shoal.plugin_context import PluginContext
 
 from shoal_names_dns import resolved
-from shoal_names_dns.answer import Counters, answer
+from shoal_names_dns.answer import Counters, answer, refuse
 from shoal_names_dns.zone import Member, build
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,22 @@ def members_of(node: Any) -> list[Member]:
     return out
 
 
+def visible_to(node: Any, members: list[Member], source: str) -> list[Member] | None:
+    """The members a query from ``source`` may learn about; None: refuse it.
+
+    This host (its own overlay address, loopback) sees every network of the node;
+    a peer sees only the networks it shares with this node, so a member of one
+    network learns nothing about the members of another; anyone else is refused.
+    """
+    if source == node.virtual_ip or ipaddress.ip_address(source).is_loopback:
+        return members
+    for info in list(node.server_peers.values()):
+        if info.virtual_ip == source:
+            shared = set(info.networks)
+            return [m for m in members if m.network in shared]
+    return None
+
+
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, rt: DnsRuntime) -> None:
         self.rt = rt
@@ -67,7 +85,16 @@ class _Protocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        reply = answer(data, build(members_of(self.rt.node)), self.rt.counters)
+        node = self.rt.node
+        try:
+            members = visible_to(node, members_of(node), addr[0])
+        except ValueError:
+            members = None
+        if members is None:
+            self.rt.counters.refused += 1
+            reply = refuse(data)
+        else:
+            reply = answer(data, build(members), self.rt.counters)
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
 
