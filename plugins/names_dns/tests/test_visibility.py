@@ -3,7 +3,6 @@
 from types import SimpleNamespace
 
 from dnslib import RCODE, DNSRecord
-
 from shoal_names_dns.answer import refuse
 from shoal_names_dns.plugin import members_of, visible_to
 from shoal_names_dns.zone import build
