@@ -542,12 +542,18 @@ class Coordinator:
 
     def route_approve(self, key: str, a: m.RouteArgs) -> tuple[m.RouteInfo, Outbox]:
         self.owned(key, a.name)
+        return self.approve_route(a.name, a.prefix)
+
+    def approve_route(self, name: str, prefix: str) -> tuple[m.RouteInfo, Outbox]:
+        """Approve a route with the owner's authority (checked by the caller: the owner's
+        request above, or the server operator's admin page)."""
+        self.network(name)
         try:
-            r = self.routes.approve(a.name, self.routes.prefix(a.prefix), self._name)
+            r = self.routes.approve(name, self.routes.prefix(prefix), self._name)
         except RouteError as e:
             raise RequestError(e.code, str(e)) from None
-        log.info("network %s: route %s via %s approved", a.name, r.prefix, self._name(r.gateway))
-        return self._route_info(r.network, r.prefix), self._routes_changed(a.name)
+        log.info("network %s: route %s via %s approved", name, r.prefix, self._name(r.gateway))
+        return self._route_info(r.network, r.prefix), self._routes_changed(name)
 
     def route_remove(self, key: str, a: m.RouteArgs) -> Outbox:
         net = self._active_member(key, a.name)
