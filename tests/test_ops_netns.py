@@ -15,6 +15,7 @@ one-shot scrapes; a thread that entered the server's namespace for WebDriver).
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,8 +23,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
-from shoal.testing import netlab
+from shoal.testing import browser, netlab
 from shoal.testing.fleet import SERVER_IP, SERVER_IP2, NodeProc, ServerProc, node_config
 from shoal.testing.netlab import SHOAL, Lab, wait_until
 
@@ -55,7 +55,8 @@ class Env:
 def scrape(lab: Lab, ns: str, listen: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Samples of one scrape, parsed by prometheus-client's own text parser."""
     r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", SCRAPE,
-                        f"http://{listen}/metrics"], capture_output=True, text=True, timeout=20)
+                        f"http://{listen}/metrics"], capture_output=True, text=True, timeout=20,
+                       check=False)
     assert r.returncode == 0, r.stderr
     out = {}
     for fam in text_string_to_metric_families(r.stdout):
@@ -172,3 +173,61 @@ def test_server_metrics_parse_and_move_with_logins(env: Env) -> None:
     assert s2[("shoal_server_presence_fanout_seconds_count", (("event", "logout"),))] >= \
         s[("shoal_server_presence_fanout_seconds_count", (("event", "logout"),))] + 1
     assert s2[("shoal_server_nodes_online", ())] == 3
+
+
+ROWS_JS = """return Array.from(document.querySelectorAll('tr[data-node]'))
+  .map(r => [r.dataset.node, r.dataset.state, r.innerText]);"""
+
+
+@pytest.mark.skipif(browser.missing() is not None, reason=f"browser: {browser.missing()}")
+def test_admin_page_in_chromium(env: Env) -> None:
+    lab, srv = env.lab, env.server
+    for n in env.nodes.values():   # every member online (a test before may have restarted one)
+        wait_until(lambda n=n: n.status(lab)["node"]["online"], 15, what=f"{n.name} online")
+    token = lab.shoal(srv.ns, "server", "admin-token", "-c", str(srv.config)
+                      ).stdout.strip().splitlines()[-1]
+    host, port = ADMIN.split(":")
+    b = browser.Browser(lab, srv.ns)
+    try:
+        # Without the token: the sign-in form only, and the data endpoints refuse.
+        b.get(f"http://{ADMIN}/")
+        page = b.source()
+        assert 'name="token"' in page and "alice" not in page and env.vips["bob"] not in page
+        for path in ("/api/state", "/events", "/admin.js"):
+            code, _, body = b.http.request(host, int(port), "GET", path)
+            assert code == 401 and b"alice" not in body, (path, code)
+        code, _, _ = b.http.request(host, int(port), "GET", "/api/state",
+                                    headers={"Authorization": "Bearer " + "x" * 43})
+        assert code == 401
+        # Signed in: every member, its address, online, NAT type, then its paths.
+        b.type("#token", token)
+        b.click("button[type=submit]")
+
+        def rows() -> dict[str, tuple[str, str]]:
+            return {name: (state, text) for name, state, text in b.script(ROWS_JS)}
+
+        wait_until(lambda: set(rows()) == set(UNDERLAY)
+                   and all(s == "online" for s, _ in rows().values()), 15,
+                   what="every member online on the admin page")
+        for name, (_, text) in rows().items():
+            assert env.vips[name] in text, (name, text)
+        wait_until(lambda: all("direct" in t and "endpoint-independent" in t
+                               for _, t in rows().values()), 20,
+                   what="NAT types and direct paths on the admin page")
+        # A node stops: the page shows it offline within a few seconds, without a reload.
+        bob = env.nodes["bob"]
+        assert bob.proc is not None
+        marker = b.script("window.__same_page = 1; return 1;")
+        lab.stop(bob.proc)
+        took = browser.wait_for(lambda: rows()["bob"][0] == "offline", 8,
+                                what="bob shown offline")
+        print(f"admin page: bob shown offline {took:.1f} s after it stopped")
+        if os.environ.get("SHOAL_TEST_SCREENSHOT"):
+            b.screenshot(os.environ["SHOAL_TEST_SCREENSHOT"])
+        assert b.script("return window.__same_page || 0;") == marker   # live update, no reload
+        assert rows()["alice"][0] == "online"
+    finally:
+        b.close()
+        bob = env.nodes["bob"]
+        if bob.proc is not None and bob.proc.poll() is not None:
+            bob.proc = lab.spawn(bob.ns, [SHOAL, "up", "-c", str(bob.config)], "bob")

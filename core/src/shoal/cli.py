@@ -210,6 +210,19 @@ def cmd_server_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_server_admin_token(args: argparse.Namespace) -> int:
+    from shoal.config import load_server_config
+    from shoal.server import admin_auth
+
+    cfg = load_server_config(args.config)
+    path = admin_auth.token_path(cfg.state_dir, cfg.admin.token_file)
+    token = admin_auth.load_or_create_token(path, create=True, rotate=args.rotate)
+    if args.rotate:
+        print("new admin token; pages signed in with the old one are signed out", file=sys.stderr)
+    print(token)
+    return 0
+
+
 def cmd_network(args: argparse.Namespace) -> int:
     op = args.network_command
     a: dict[str, Any] = {}
@@ -408,6 +421,12 @@ def build_parser() -> argparse.ArgumentParser:
     srun.add_argument("-c", "--config", required=True)
     srun.add_argument("-v", "--verbose", action="store_true")
     srun.set_defaults(func=cmd_server_run)
+
+    stok = ssub.add_parser("admin-token", help="print the admin page's token (created if none)")
+    stok.add_argument("-c", "--config", required=True)
+    stok.add_argument("--rotate", action="store_true",
+                      help="replace the token (signs out every admin page)")
+    stok.set_defaults(func=cmd_server_admin_token)
 
     net = sub.add_parser("network", help="create, join and manage networks")
     nsub = net.add_subparsers(dest="network_command", metavar="SUBCOMMAND", required=True)

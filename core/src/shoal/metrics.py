@@ -37,18 +37,11 @@ from prometheus_client.registry import Collector
 
 from shoal import __version__
 from shoal.http_server import HttpServer, Request, Response
+from shoal.path_report import peer_path
 
 log = logging.getLogger(__name__)
 
 PEER_LABELS = ("peer", "public_key")
-
-
-def peer_path(peer: Any, now: float) -> tuple[str, str | None]:
-    """The peer's current path kind (``direct``/``relay``/``none``) and transport name,
-    as ``shoal status`` reports them."""
-    if not peer.online(now):
-        return "none", None
-    return getattr(peer.via, "kind", "direct"), getattr(peer.via, "name", None)
 
 
 class NodeCollector(Collector):

@@ -27,6 +27,7 @@ from shoal.engine import Engine
 from shoal.errors import ShoalError
 from shoal.identity import StaticKeypair, decode_public_key
 from shoal.metrics import MetricsEndpoint, start_node_metrics
+from shoal.path_report import path_reports
 from shoal.peer import Peer, Timers
 from shoal.plugin_context import PluginContext
 from shoal.plugins import load_plugins
@@ -172,7 +173,8 @@ class Node:
 
         return ControlClient(self.keypair, self.cfg.name, address, server_key, endpoints,
                              udp_port, self._on_welcome, self._on_peers, self._join_configured,
-                             on_networks=self._refresh_routes)
+                             on_networks=self._refresh_routes,
+                             paths=lambda: path_reports(self.engine))
 
     def _refresh_routes(self) -> None:
         if self.routing is not None:

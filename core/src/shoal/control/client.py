@@ -53,7 +53,8 @@ class ControlClient:
                  on_welcome: Callable[[m.Welcome], None],
                  on_peers: Callable[[m.Peers], None],
                  on_login: Callable[[], Any] | None = None,
-                 on_networks: Callable[[], None] | None = None) -> None:
+                 on_networks: Callable[[], None] | None = None,
+                 paths: Callable[[], list[m.PathReport]] | None = None) -> None:
         self.keypair = keypair
         self.name = name
         self.server = server
@@ -64,6 +65,7 @@ class ControlClient:
         self.on_peers = on_peers
         self.on_login = on_login
         self.on_networks = on_networks
+        self.paths = paths
         self.state = ControlState()
         self._writer: asyncio.StreamWriter | None = None
         self._channel: Channel | None = None
@@ -186,12 +188,15 @@ class ControlClient:
                 heartbeat.cancel()
 
     async def _heartbeats(self) -> None:
+        told: list[m.PathReport] | None = None   # paths the server has from this session
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             if self._channel is None:
                 return
+            paths = self.paths()[:m.MAX_PATH_REPORTS] if self.paths is not None else None
             try:
-                self._send(m.Heartbeat())
+                self._send(m.Heartbeat(paths=paths if paths != told else None))
+                told = paths
             except (ChannelError, ConnectionError):
                 return
 

@@ -21,6 +21,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Key = Annotated[str, Field(min_length=44, max_length=44)]
 Endpoint = Annotated[str, Field(max_length=64)]
+MAX_PATH_REPORTS = 1024
 
 
 class Msg(BaseModel):
@@ -64,8 +65,22 @@ class Report(Msg):
     nat: NatInfo = Field(default_factory=NatInfo)
 
 
+class PathReport(BaseModel):
+    """One peer's current path as the node sees it (shown on the server's admin page)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    public_key: Key
+    path: Literal["direct", "relay", "none"]
+    transport: str | None = Field(None, max_length=32)
+    rtt_ms: float | None = Field(None, ge=0, le=600_000)
+
+
 class Heartbeat(Msg):
+    """Keeps the session alive. From a node, ``paths`` (when they changed since the
+    last heartbeat) carries its current path to each peer; older servers ignore it."""
+
     type: Literal["heartbeat"] = "heartbeat"
+    paths: list[PathReport] | None = Field(None, max_length=MAX_PATH_REPORTS)
 
 
 class Bye(Msg):

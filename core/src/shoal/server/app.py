@@ -57,6 +57,8 @@ class Session:
     peer_addr: str
     queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(SEND_QUEUE_MAX))
     closed: bool = False
+    # the node's latest path to each peer (public key -> report), for the admin page
+    paths: dict[str, m.PathReport] = field(default_factory=dict)
 
     def push(self, msg: m.Msg) -> bool:
         try:
@@ -251,6 +253,8 @@ class Server:
         match msg:
             case m.Heartbeat():
                 s.push(m.Heartbeat())
+                if msg.paths is not None:
+                    s.paths = {p.public_key: p for p in msg.paths}
             case m.Bye():
                 self._drop(s)
             case m.Request():

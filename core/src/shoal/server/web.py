@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from shoal.server.admin import start_admin
 from shoal.server.metrics import start_server_metrics
 
 
@@ -18,6 +19,9 @@ async def start_web(server: Any) -> list[Endpoint]:
         metrics = await start_server_metrics(server)
         if metrics is not None:
             started.append(metrics)
+        admin = await start_admin(server)
+        if admin is not None:
+            started.append(admin)
     except BaseException:
         for ep in started:
             await ep.close()
