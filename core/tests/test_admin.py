@@ -218,3 +218,37 @@ def test_live_stream_ends_when_the_token_is_rotated(tmp_path) -> None:
             await page.close()
             srv.store.close()
     asyncio.run(main())
+
+
+def test_route_approval_from_the_page(tmp_path) -> None:
+    async def main() -> None:
+        srv, keys = _server(tmp_path)
+        c = srv.coord
+        c.set(keys[0], m.SetArgs(name="lan", type="gateway"), None)
+        c.route_add(keys[1], m.RouteArgs(name="lan", prefix="192.168.50.0/24"))
+        html = render(snapshot(srv), "CSRF")
+        assert 'data-route="192.168.50.0/24" data-state="pending"' in html
+        assert 'name="prefix" value="192.168.50.0/24"' in html
+        path = tmp_path / "admin.token"
+        token = auth.load_or_create_token(path)
+        port = _free_port()
+        page = AdminPage(srv, f"127.0.0.1:{port}", auth.TokenSource(path))
+        await page.start()
+        try:
+            body = b"op=route_approve&network=lan&prefix=192.168.50.0%2F24"
+            code, _, _ = await _http(port, "POST", "/action", {}, body)
+            assert code == 401
+            code, hdrs, _ = await _http(port, "POST", "/action",
+                                        {"Authorization": f"Bearer {token}"}, body)
+            assert code == 303 and hdrs["location"] == "/?done=route_approved"
+            assert [r.approved for r in c.route_list(keys[0], "lan")] == [True]
+            snap = snapshot(srv)
+            assert {r["name"]: r["routes"] for r in snap["networks"][0]["members"]}["bob"] \
+                == ["192.168.50.0/24"]
+            code, _, body = await _http(port, "GET", "/?done=route_approved",
+                                        {"Authorization": f"Bearer {token}"})
+            assert b"Route approved." in body and b'data-state="approved"' in body
+        finally:
+            await page.close()
+            srv.store.close()
+    asyncio.run(main())

@@ -1,11 +1,11 @@
 """The admin page of the coordination server (``[admin] listen``, off by default).
 
 One small page: every network with its members, their virtual addresses,
-online state, NAT type and current paths, updated live by Server-Sent Events,
-and approve / evict buttons. Served by ``shoal.http_server`` (h11) on the
-server's own event loop, so it reads the coordinator's state directly and runs
-actions through the coordinator's own operations, like a request from the
-network's owner.
+online state, NAT type and current paths, and its gateway routes, updated
+live by Server-Sent Events, with approve / evict / approve-route buttons.
+Served by ``shoal.http_server`` (h11) on the server's own event loop, so it
+reads the coordinator's state directly and runs actions through the
+coordinator's own operations, like a request from the network's owner.
 
 Access (see ``admin_auth``): the token from ``shoal server admin-token``,
 checked on every request including each update of the live stream; without it
@@ -21,7 +21,8 @@ Routes::
     POST /logout      ends the browser session (CSRF)
     GET  /events      text/event-stream: "state" events with the page's main section
     GET  /api/state   the same data as JSON
-    POST /action      op=approve|evict, network, member (public key): form or JSON
+    POST /action      op=approve|evict, network, member (public key, name or address);
+                      op=route_approve, network, prefix: form or JSON
     GET  /admin.js, /admin.css
 """
 
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 
 UPDATE_INTERVAL = 1.0        # seconds between checks for changes on a live stream
 KEEPALIVE_INTERVAL = 15.0    # an SSE comment at least this often
-ACTIONS = ("approve", "evict")
+ACTIONS = ("approve", "evict", "route_approve")
 
 _STATIC = resources.files("shoal.server") / "admin_static"
 JS = (_STATIC / "admin.js").read_bytes()
@@ -230,9 +231,10 @@ class AdminPage:
         if access is not auth.Access.WRITE:
             return _json(403, {"ok": False, "error": "actions need the admin token or the "
                                                      "page's CSRF value, not only the cookie"})
-        op, network, member = form.get("op", ""), form.get("network", ""), form.get("member", "")
+        op, network = form.get("op", ""), form.get("network", "")
+        target = form.get("prefix", "") if op == "route_approve" else form.get("member", "")
         try:
-            code, message = self.run_action(op, network, member)
+            code, message = self.run_action(op, network, target)
         except RequestError as e:
             if wants_json:
                 return _json(409, {"ok": False, "code": e.code, "error": str(e)})
@@ -244,11 +246,20 @@ class AdminPage:
         return Response(303, b"", headers=[*COMMON_HEADERS, ("location", f"/?done={code}")])
 
     def run_action(self, op: str, network: str, member: str) -> tuple[str, str]:
-        """Run one action as the network's owner would; returns (notice code, message)."""
+        """Run one action as the network's owner would; returns (notice code, message).
+
+        ``member`` is a member (public key, name or address), or for ``route_approve``
+        the route's prefix.
+        """
         coord = self.server.coord
         if op not in ACTIONS:
             raise RequestError("invalid", f"unknown action {op!r}")
         net = coord.network(network)
+        if op == "route_approve":
+            info, out = coord.approve_route(network, member)
+            self.server.deliver(out)
+            return "route_approved", (f"route {info.prefix} via {info.gateway_name or info.gateway}"
+                                      f" approved in {network}")
         who = coord.resolve_member(network, member)
         name = coord.nodes[who].name if who in coord.nodes else who
         if op == "approve":

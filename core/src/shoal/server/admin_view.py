@@ -14,6 +14,8 @@ import hashlib
 from html import escape
 from typing import Any
 
+from shoal.server.coordinator import RequestError
+
 #: Fixed notices after an action (the page shows only these, never text from the URL).
 NOTICES = {
     "approved": "Member approved.",
@@ -36,6 +38,10 @@ def snapshot(server: Any) -> dict[str, Any]:
     for netname in sorted(coord.networks):
         net = coord.networks[netname]
         members = coord.members.get(netname, {})
+        try:  # gateway routes, listed with the owner's view
+            routes = [i.model_dump() for i in coord.route_list(net.owner, netname)]
+        except RequestError:
+            routes = []
         rows = []
         for key, mem in sorted(members.items(), key=lambda kv: (kv[1].joined, kv[0])):
             node = coord.nodes.get(key)
@@ -54,13 +60,14 @@ def snapshot(server: Any) -> dict[str, Any]:
                 "virtual_ip": node.virtual_ip if node else None,
                 "role": role, "status": mem.status, "online": on is not None,
                 "nat": on.nat.model_dump() if on is not None else None,
-                "paths": paths, "lan_route": mem.lan_route,
+                "paths": paths,
+                "routes": [r["prefix"] for r in routes if r["gateway"] == key and r["approved"]],
             })
         owner = coord.nodes.get(net.owner)
         networks.append({
             "name": net.name, "type": net.type, "join_mode": net.join_mode,
             "member_limit": net.member_limit, "owner": owner.name if owner else net.owner,
-            "members": rows,
+            "members": rows, "routes": routes,
         })
     return {"networks": networks, "nodes_online": len(online), "nodes": len(coord.nodes)}
 
@@ -98,15 +105,37 @@ def _paths(paths: list[dict[str, Any]]) -> str:
 
 
 def _action(csrf: str, op: str, label: str, network: str, member: str, name: str,
-            confirm: str | None = None) -> str:
+            confirm: str | None = None, field: str = "member") -> str:
     conf = f' data-confirm="{escape(confirm)}"' if confirm else ""
     return (f'<form method="post" action="/action"{conf}>'
             f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
             f'<input type="hidden" name="op" value="{op}">'
             f'<input type="hidden" name="network" value="{escape(network)}">'
-            f'<input type="hidden" name="member" value="{escape(member)}">'
+            f'<input type="hidden" name="{field}" value="{escape(member)}">'
             f'<button type="submit" id="{op}-{_id(network, member)}">'
             f'{label} <span class="name">{escape(name)}</span></button></form>')
+
+
+def _routes(csrf: str, net: dict[str, Any]) -> str:
+    if not net["routes"]:
+        return ""
+    name = escape(net["name"])
+    rows = []
+    for r in net["routes"]:
+        state = "approved" if r["approved"] else "waiting for approval"
+        act = "—" if r["approved"] else _action(csrf, "route_approve", "Approve route",
+                                                 net["name"], r["prefix"], r["prefix"],
+                                                 field="prefix")
+        rows.append(f'<tr data-route="{escape(r["prefix"])}" data-state="'
+                    f'{"approved" if r["approved"] else "pending"}">'
+                    f'<th scope="row">{escape(r["prefix"])}</th>'
+                    f'<td>{escape(r.get("gateway_name") or r["gateway"])}</td><td>{state}</td>'
+                    f'<td>{"yes" if r.get("masquerade") else "no"}</td>'
+                    f'<td class="actions">{act}</td></tr>')
+    return (f'<table class="routes"><caption>Gateway routes of {name}</caption><thead><tr>'
+            '<th scope="col">LAN prefix</th><th scope="col">Gateway</th>'
+            '<th scope="col">State</th><th scope="col">Masquerade</th>'
+            f'<th scope="col">Actions</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
 def render(snap: dict[str, Any], csrf: str) -> str:
@@ -141,8 +170,8 @@ def render(snap: dict[str, Any], csrf: str) -> str:
             if r["role"] != "owner":
                 acts.append(_action(csrf, "evict", "Evict", net["name"], r["public_key"],
                                     r["name"], confirm=f"Evict {r['name']} from {net['name']}?"))
-            route = (f'<br><span class="route">LAN {escape(r["lan_route"])}</span>'
-                     if r.get("lan_route") else "")
+            route = "".join(f'<br><span class="route">LAN {escape(p)}</span>'
+                            for p in r.get("routes", []))
             out.append(
                 f'<tr data-node="{escape(r["name"])}" data-state="{state}">'
                 f'<th scope="row">{escape(r["name"])}'
@@ -152,5 +181,5 @@ def render(snap: dict[str, Any], csrf: str) -> str:
                 f'<td class="state state-{state}">{state}</td>'
                 f'<td>{_nat(r["nat"])}</td><td>{_paths(r["paths"])}</td>'
                 f'<td class="actions">{"".join(acts) or "—"}</td></tr>')
-        out.append("</tbody></table></section>")
+        out.append(f"</tbody></table>{_routes(csrf, net)}</section>")
     return "".join(out)
