@@ -81,3 +81,34 @@ def test_server_pool_never_rfc1918(tmp_path):
         load_server_config(p)
     p.write_text('state_dir = "/tmp/s"\n')
     assert load_server_config(p).address_pool == "100.64.0.0/10"
+
+
+def _server_cfg(tmp_path, server_table):
+    return load(tmp_path, f'name = "n"\nstate_dir = "/tmp/x"\n[server]\n{server_table}\n')
+
+
+def test_server_addresses_shared_or_pinned_keys(tmp_path):
+    k2 = StaticKeypair.generate().public_b64
+    cfg = _server_cfg(tmp_path, f'addresses = ["198.51.100.10:7400", "198.51.100.20:7400"]\n'
+                                f'public_key = "{KEY}"')
+    assert cfg.server.endpoints() == [("198.51.100.10:7400", KEY), ("198.51.100.20:7400", KEY)]
+    cfg = _server_cfg(tmp_path, f'addresses = ["198.51.100.10:7400", "198.51.100.20:7400"]\n'
+                                f'public_keys = ["{KEY}", "{k2}"]')
+    assert cfg.server.endpoints()[1] == ("198.51.100.20:7400", k2)
+    cfg = _server_cfg(tmp_path, f'address = "198.51.100.10:7400"\npublic_key = "{KEY}"')
+    assert cfg.server.endpoints() == [("198.51.100.10:7400", KEY)]
+
+
+@pytest.mark.parametrize("table, needle", [
+    (f'public_key = "{KEY}"', "give address"),
+    (f'address = "198.51.100.1:1"\naddresses = ["198.51.100.2:1"]\npublic_key = "{KEY}"',
+     "either address or addresses"),
+    ('addresses = ["198.51.100.1:1"]', "public_key is missing"),
+    (f'addresses = ["198.51.100.1:1", "198.51.100.2:1"]\npublic_keys = ["{KEY}"]',
+     "one per address"),
+    (f'addresses = ["198.51.100.1:1", "nowhere"]\npublic_key = "{KEY}"', "server.addresses"),
+])
+def test_server_addresses_errors_name_the_key(tmp_path, table, needle):
+    with pytest.raises(ConfigError) as e:
+        _server_cfg(tmp_path, table)
+    assert needle in str(e.value) and "server" in str(e.value)

@@ -162,15 +162,63 @@ def _size(n: int) -> str:
 def cmd_server_init(args: argparse.Namespace) -> int:
     from shoal import identity
     from shoal.config import load_server_config
-    from shoal.server.store import SqliteStore
 
     cfg = load_server_config(args.config)
     kp = identity.load_or_create(cfg.state_dir, create=True, key_file=SERVER_KEY_FILE)
-    from pathlib import Path
-
-    SqliteStore(cfg.database or str(Path(cfg.state_dir) / "shoal.db")).close()
+    _migrate(cfg)
     print(f"server state in {cfg.state_dir}; nodes pin this public key:")
     print(kp.public_b64)
+    return 0
+
+
+def _migrate(cfg: Any) -> list[int]:
+    """Open the configured database and apply pending migrations; returns their numbers."""
+    from shoal.server.store import is_postgres, sqlite_path
+
+    if is_postgres(cfg.database):
+        from shoal.server.pg_store import connect, migrate
+
+        async def go() -> list[int]:
+            conn = await connect(cfg.database)
+            try:
+                return await migrate(conn)
+            finally:
+                await conn.close()
+        return asyncio.run(go())
+    from shoal.server.store import SqliteStore
+
+    store = SqliteStore(sqlite_path(cfg.database, cfg.state_dir))
+    try:
+        return store.migrate()
+    finally:
+        store.close()
+
+
+def cmd_server_migrate(args: argparse.Namespace) -> int:
+    from shoal.config import load_server_config
+    from shoal.server.migrations import MIGRATIONS
+
+    cfg = load_server_config(args.config)
+    done = _migrate(cfg)
+    latest = MIGRATIONS[-1].version
+    if done:
+        print(f"applied migrations {', '.join(map(str, done))}; schema version {latest}")
+    else:
+        print(f"schema is up to date (version {latest})")
+    return 0
+
+
+def cmd_server_import(args: argparse.Namespace) -> int:
+    from shoal.config import load_server_config
+    from shoal.server.importer import import_sqlite
+    from shoal.server.store import is_postgres
+
+    cfg = load_server_config(args.config)
+    if not is_postgres(cfg.database):
+        raise ShoalError(f"{args.config}: database: import needs database = "
+                         "\"postgresql://...\" (the target)")
+    nodes, nets, members = asyncio.run(import_sqlite(args.source, cfg.database))
+    print(f"imported {nodes} nodes, {nets} networks, {members} members from {args.source}")
     return 0
 
 
@@ -421,6 +469,15 @@ def build_parser() -> argparse.ArgumentParser:
     srun.add_argument("-c", "--config", required=True)
     srun.add_argument("-v", "--verbose", action="store_true")
     srun.set_defaults(func=cmd_server_run)
+    smig = ssub.add_parser("migrate", help="apply pending schema migrations to the database")
+    smig.add_argument("-c", "--config", required=True)
+    smig.set_defaults(func=cmd_server_migrate)
+    simp = ssub.add_parser("import", help="copy a single server's SQLite state into the "
+                                          "PostgreSQL database of the config")
+    simp.add_argument("-c", "--config", required=True)
+    simp.add_argument("--from", dest="source", required=True, metavar="SQLITE",
+                      help="the SQLite database file (STATE_DIR/shoal.db)")
+    simp.set_defaults(func=cmd_server_import)
 
     stok = ssub.add_parser("admin-token", help="print the admin page's token (created if none)")
     stok.add_argument("-c", "--config", required=True)

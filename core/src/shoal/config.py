@@ -52,11 +52,67 @@ def _check_key(v: str) -> str:
 
 
 class ServerRef(Strict):
-    address: str
-    public_key: str
+    """The coordination server, or a cluster of them (``addresses``, tried in order).
 
-    _a = field_validator("address")(_check_endpoint)
-    _k = field_validator("public_key")(_check_key)
+    ``public_key`` is shared by every address (one key for the cluster), or
+    ``public_keys`` pins one key per address, in the same order.
+    """
+
+    address: str | None = None
+    addresses: list[str] = Field(default_factory=list, max_length=32)
+    public_key: str | None = None
+    public_keys: list[str] = Field(default_factory=list, max_length=32)
+
+    @field_validator("address")
+    @classmethod
+    def _a(cls, v: str | None) -> str | None:
+        return None if v is None else _check_endpoint(v)
+
+    @field_validator("addresses")
+    @classmethod
+    def _as(cls, v: list[str]) -> list[str]:
+        for e in v:
+            _check_endpoint(e)
+        if len(set(v)) != len(v):
+            raise ValueError("lists an address twice")
+        return v
+
+    @field_validator("public_key")
+    @classmethod
+    def _k(cls, v: str | None) -> str | None:
+        return None if v is None else _check_key(v)
+
+    @field_validator("public_keys")
+    @classmethod
+    def _ks(cls, v: list[str]) -> list[str]:
+        for k in v:
+            _check_key(k)
+        return v
+
+    @model_validator(mode="after")
+    def _rules(self) -> ServerRef:
+        if self.address is None and not self.addresses:
+            raise ValueError("give address = \"HOST:PORT\" or addresses = [\"HOST:PORT\", ...]")
+        if self.address is not None and self.addresses:
+            raise ValueError("give either address or addresses, not both")
+        if self.public_key is None and not self.public_keys:
+            raise ValueError("public_key is missing (the server's key, from 'shoal server init')")
+        if self.public_key is not None and self.public_keys:
+            raise ValueError("give either public_key (shared) or public_keys (one per address)")
+        if self.public_keys and len(self.public_keys) != len(self.all_addresses):
+            raise ValueError(f"public_keys has {len(self.public_keys)} keys for "
+                             f"{len(self.all_addresses)} addresses; give one per address")
+        return self
+
+    @property
+    def all_addresses(self) -> list[str]:
+        return [self.address] if self.address is not None else list(self.addresses)
+
+    def endpoints(self) -> list[tuple[str, str]]:
+        """(address, public key) pairs, in failover order."""
+        addrs = self.all_addresses
+        keys = self.public_keys or [self.public_key or ""] * len(addrs)
+        return list(zip(addrs, keys))
 
 
 class InterfaceConfig(Strict):

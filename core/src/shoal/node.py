@@ -134,8 +134,8 @@ class Node:
             await self.api.start()
             self.metrics = await start_node_metrics(self)
             if cfg.server is not None:
-                self.control = self._control_client(cfg.server.address,
-                                                    decode_public_key(cfg.server.public_key))
+                self.control = self._control_client(
+                    [(a, decode_public_key(k)) for a, k in cfg.server.endpoints()])
                 control_task = asyncio.create_task(self.control.run())
             self.pm.hook.shoal_lifecycle_node_up(context=self.context)
             log.info("node %s up: %s, key %s", cfg.name, self.virtual_ip or "(address from server)",
@@ -157,7 +157,7 @@ class Node:
             await self.close()
 
     # ------------------------------------------------------------ control plane
-    def _control_client(self, address: str, server_key: bytes) -> ControlClient:
+    def _control_client(self, servers: list[tuple[str, bytes]]) -> ControlClient:
         assert self.keypair is not None and self.engine is not None
         engine = self.engine
         iface = self.cfg.interface.name
@@ -171,7 +171,7 @@ class Node:
                 return int(ep.rpartition(":")[2])
             return 0
 
-        return ControlClient(self.keypair, self.cfg.name, address, server_key, endpoints,
+        return ControlClient(self.keypair, self.cfg.name, servers, None, endpoints,
                              udp_port, self._on_welcome, self._on_peers, self._join_configured,
                              on_networks=self._refresh_routes,
                              paths=lambda: path_reports(self.engine))
@@ -386,7 +386,7 @@ class Node:
     async def netcheck(self) -> dict[str, Any]:
         """NAT behaviour (fresh discovery when an agent is present) and relay reachability."""
         out: dict[str, Any] = {"nat": None, "relay": None,
-                               "server": self.cfg.server.address if self.cfg.server else None,
+                               "server": self.control.server if self.control else None,
                                "online": bool(self.control and self.control.state.online)}
         if self.traversal is not None:
             out["nat"] = await self.traversal.netcheck()
@@ -450,7 +450,7 @@ class Node:
                 "public_key": self.keypair.public_b64,
                 "virtual_ip": self.virtual_ip,
                 "online": ctl.online if ctl else True,
-                "server": self.cfg.server.address if self.cfg.server else None,
+                "server": self.control.server if self.control else None,
                 "server_error": ctl.last_error if ctl else None,
                 "nat": {"mapping": "unknown", "filtering": "unknown", "public_endpoint": None},
                 "interface": self.tun.name if self.tun else None,

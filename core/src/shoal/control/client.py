@@ -4,6 +4,13 @@ Runs as one task beside the data plane. While the server is unreachable the
 node keeps every tunnel it has and retries with jittered exponential backoff;
 after a re-login the server's full peer snapshot is reconciled with the
 tunnels that exist, so nothing that is still wanted is torn down.
+
+Several servers (a cluster sharing one database): the node stays on the
+server it is logged in to; when that one fails it moves to the next in the
+list (wrapping around), each move after a short jittered delay, and backs off
+exponentially only once a whole round of servers failed. A wrong server key is
+fatal with one server (a configuration error); with several, that server is
+skipped and the error logged.
 """
 
 from __future__ import annotations
@@ -48,7 +55,8 @@ class ControlClient:
     """Callbacks: ``on_welcome(welcome)``, ``on_peers(msg)`` (full or delta), ``on_login()``
     (a coroutine, run after each login), ``on_networks()`` (the network summaries changed)."""
 
-    def __init__(self, keypair: StaticKeypair, name: str, server: str, server_key: bytes,
+    def __init__(self, keypair: StaticKeypair, name: str, server: str | list[tuple[str, bytes]],
+                 server_key: bytes | None,
                  endpoints: Callable[[], list[str]], udp_port: Callable[[], int],
                  on_welcome: Callable[[m.Welcome], None],
                  on_peers: Callable[[m.Peers], None],
@@ -57,8 +65,12 @@ class ControlClient:
                  paths: Callable[[], list[m.PathReport]] | None = None) -> None:
         self.keypair = keypair
         self.name = name
-        self.server = server
-        self.server_key = server_key
+        if isinstance(server, str):
+            assert server_key is not None
+            self.servers = [(server, server_key)]
+        else:
+            self.servers = list(server)
+        self._current = 0
         self.endpoints = endpoints
         self.udp_port = udp_port
         self.on_welcome = on_welcome
@@ -71,6 +83,19 @@ class ControlClient:
         self._channel: Channel | None = None
         self._pending: dict[int, asyncio.Future[m.Result]] = {}
         self._next_id = 1
+
+    @property
+    def server(self) -> str:
+        """The server this node is logged in to (or trying next)."""
+        return self.servers[self._current][0]
+
+    @property
+    def server_key(self) -> bytes:
+        return self.servers[self._current][1]
+
+    @server_key.setter
+    def server_key(self, key: bytes) -> None:
+        self.servers[self._current] = (self.servers[self._current][0], key)
 
     # ------------------------------------------------------------ public
     async def request(self, op: str, args: dict[str, Any]) -> Any:
@@ -111,6 +136,7 @@ class ControlClient:
     # ------------------------------------------------------------ loop
     async def run(self) -> None:
         delay = BACKOFF_MIN
+        failed_in_round = 0
         while True:
             logins = self.state.logins
             try:
@@ -118,7 +144,9 @@ class ControlClient:
             except ServerKeyMismatch as e:
                 # A wrong server key is a configuration error, not a network one.
                 self.state.last_error = str(e)
-                raise ShoalError(str(e)) from None
+                if len(self.servers) == 1:
+                    raise ShoalError(str(e)) from None
+                log.error("coordination server %s: %s", self.server, e)
             except (OSError, ChannelError, m.BadMessage, asyncio.TimeoutError,
                     TimeoutError, asyncio.IncompleteReadError) as e:
                 msg = str(e) or type(e).__name__
@@ -130,7 +158,17 @@ class ControlClient:
             finally:
                 self._disconnected()
             if self.state.logins != logins:  # that session logged in: start over
-                delay = BACKOFF_MIN
+                delay, failed_in_round = BACKOFF_MIN, 0
+            else:
+                failed_in_round += 1
+            if len(self.servers) > 1:
+                self._current = (self._current + 1) % len(self.servers)
+                if failed_in_round < len(self.servers):
+                    # Move to the next server at once (jittered, so a dead server's
+                    # nodes do not all arrive at the same instant).
+                    await asyncio.sleep(BACKOFF_MIN * random.random())
+                    continue
+                failed_in_round = 0
             wait = delay * (0.5 + random.random())
             delay = min(BACKOFF_MAX, delay * 2)
             await asyncio.sleep(wait)

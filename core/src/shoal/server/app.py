@@ -8,6 +8,14 @@ never affects other sessions. A node that misses heartbeats for
 the first connection (the node restarted).
 
 Password hashing runs in a worker thread so a slow KDF never stalls the loop.
+
+State: ``open_store`` (SQLite by default, PostgreSQL for a cluster). Decisions
+other servers could race are taken by the store before the coordinator
+applies them (a first login's address, a seat in a network, a network name).
+With PostgreSQL, ``ClusterSync`` keeps this server's cache in step with the
+others. A database that cannot be reached refuses what needs it (new nodes,
+membership changes) with one clear error; connected nodes and their tunnels
+are left alone.
 """
 
 from __future__ import annotations
@@ -15,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import secrets
 import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from shoal.config import ServerConfig, parse_endpoint
@@ -29,14 +37,16 @@ from shoal.server import discovery
 from shoal.server.coordinator import Coordinator, Outbox, PoolExhausted, RequestError
 from shoal.server.metrics import ServerTimings, TimedStore
 from shoal.server.passwords import hash_password, verify_password
-from shoal.server.store import SqliteStore, Store
+from shoal.server.store import Store, StoreUnavailable, open_store
 from shoal.server.web import start_web
 
 log = logging.getLogger(__name__)
 
+CLAIM_ATTEMPTS = 64      # addresses tried for a first login when other servers race for them
 HANDSHAKE_TIMEOUT = 10.0
 HEARTBEAT_TIMEOUT = 15.0
 SEND_QUEUE_MAX = 1024  # messages queued for one slow node before it is disconnected
+STALE_CODES = ("no_such_network", "not_member", "not_owner")
 
 
 @dataclass
@@ -73,10 +83,12 @@ class Server:
                  services: list[Any] | None = None) -> None:
         self.cfg = cfg
         self.keypair = keypair
-        db = cfg.database or str(Path(cfg.state_dir) / "shoal.db")
         self.timings = ServerTimings()
-        self.store = TimedStore(store or SqliteStore(db), self.timings.store)
-        self.coord = Coordinator(self.store, cfg.address_pool)
+        self.server_id = secrets.token_hex(6)
+        self._given_store = store
+        self.store: Store = store  # type: ignore[assignment]  # opened in run() when None
+        self.coord: Coordinator = None  # type: ignore[assignment]
+        self.cluster: Any = None
         self.sessions: dict[str, Session] = {}
         self.counters = ServerCounters()
         self.services = services or []
@@ -91,7 +103,23 @@ class Server:
         self.ready = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
+    async def open(self) -> None:
+        """Open (and migrate) the store, load the state; start cluster sync on PostgreSQL."""
+        if self.coord is not None:
+            return
+        if self._given_store is None:
+            raw = await open_store(self.cfg.database, self.cfg.state_dir, self.server_id,
+                                   self.cfg.listen)
+            self.store = TimedStore(raw, self.timings.store)  # type: ignore[assignment]
+        self.coord = Coordinator(self.store, self.cfg.address_pool)
+        if self.store.cluster:
+            from shoal.server.cluster import ClusterSync
+
+            self.cluster = ClusterSync(self, self.store)  # type: ignore[arg-type]
+            await self.cluster.start()
+
     async def run(self, stop: asyncio.Event) -> None:
+        await self.open()
         host, port = parse_endpoint(self.cfg.listen)
         # A large backlog: after a server restart every node reconnects at once.
         self._tcp = await asyncio.start_server(self._accept, host, port, limit=1 << 16,
@@ -122,7 +150,9 @@ class Server:
                 self._drop(sess)
             for t in self._discovery:
                 t.close()
-            self.store.close()
+            if self.cluster is not None:
+                self.cluster.stop()
+            await self.store.aclose()
 
     # ------------------------------------------------------------ delivery
     def deliver(self, outbox: Outbox) -> None:
@@ -143,8 +173,49 @@ class Server:
             t0 = time.perf_counter()
             out = self.coord.logout(s.key, notify=not self.stopping)
             if not self.stopping:
+                # On shutdown presence is left to the lease: the nodes move to
+                # another server meanwhile and their peers never see them leave.
+                try:
+                    self.store.clear_presence(s.key)
+                except StoreUnavailable:
+                    pass
                 self.deliver(out)
                 self.timings.presence("logout", t0, len(out))
+
+    def moved_away(self, key: str) -> None:
+        """``key`` is now connected to another server: close what lingers of it here."""
+        s = self.sessions.pop(key, None)
+        if s is None:
+            return
+        s.closed = True
+        s.writer.close()
+        self.coord.logout(key, notify=False)
+
+    def _announce(self, key: str) -> None:
+        on = self.coord.online.get(key)
+        if on is not None:
+            try:
+                self.store.set_presence(key, on.endpoints, on.nat.model_dump())
+            except StoreUnavailable:
+                pass
+
+    async def _claim_node(self, key: str, name: str) -> None:
+        """A first login: an address no other key has, decided by the database."""
+        c = self.coord
+        if key in c.nodes:
+            return
+        for attempt in range(CLAIM_ATTEMPTS):
+            rec = c.new_node(key, name)
+            stored = await self.store.claim_node(rec)
+            if stored is not None:
+                c.known_node(stored)
+                if stored.virtual_ip != rec.virtual_ip:
+                    c.address_taken(rec.virtual_ip)   # not used after all, but harmless
+                return
+            if attempt == 2 and hasattr(self.store, "used_addresses"):
+                for ip in await self.store.used_addresses():
+                    c.address_taken(ip)
+        raise PoolExhausted("no free address could be claimed; try again")
 
     # ------------------------------------------------------------ connections
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -169,11 +240,16 @@ class Server:
             self.sessions[key] = session
             t0 = time.perf_counter()
             try:
+                await self._claim_node(key, hello.name)
+                if self.sessions.get(key) is not session:
+                    return   # replaced by a newer connection meanwhile
                 welcome, out = self.coord.login(key, hello, peer_ip)
-            except PoolExhausted as e:
-                session.push(m.ErrorMsg(code="pool_exhausted", error=str(e)))
+            except (PoolExhausted, StoreUnavailable) as e:
+                code = "pool_exhausted" if isinstance(e, PoolExhausted) else "unavailable"
+                session.push(m.ErrorMsg(code=code, error=str(e)))
                 await self._flush_once(session)
                 return
+            self._announce(key)
             self.counters.logins += 1
             welcome = welcome.model_copy(update={"discovery": list(self.cfg.discovery),
                                                  "relays": self.relay_grants(key)})
@@ -264,15 +340,28 @@ class Server:
                 out = self.coord.report(s.key, msg)
                 self.deliver(out)
                 self.timings.presence("report", t0, len(out))
+                self._announce(s.key)
             case m.Hello():
                 raise m.BadMessage("hello sent twice")
 
     async def _request(self, key: str, req: m.Request) -> m.Result:
         try:
             args = m.parse_args(req.op, req.args)
-            data, out = await self._dispatch(key, req.op, args)
+            try:
+                data, out = await self._dispatch(key, req.op, args)
+            except RequestError as e:
+                # Another server may have made the change this one has not heard of yet
+                # (a network just created, a member just joined): read it and try again.
+                name = getattr(args, "name", None)
+                if self.cluster is None or name is None or e.code not in STALE_CODES:
+                    raise
+                await self.cluster.refresh_network(name)
+                data, out = await self._dispatch(key, req.op, args)
         except RequestError as e:
             return m.Result(id=req.id, ok=False, code=e.code, error=str(e))
+        except StoreUnavailable:
+            return m.Result(id=req.id, ok=False, code="unavailable",
+                            error="the server cannot reach its database right now; try again")
         except m.BadMessage as e:
             return m.Result(id=req.id, ok=False, code="invalid", error=str(e))
         self.deliver(out)
@@ -286,12 +375,22 @@ class Server:
                 if a.name in c.networks:  # fail fast, before paying for the KDF
                     raise RequestError("exists", f"a network named {a.name!r} already exists")
                 h = await loop.run_in_executor(None, hash_password, a.password)
-                return {"status": "active"}, c.create(key, a, h)
+                net, owner = c.create_check(key, a, h)
+                if not await self.store.create_network(net, owner):
+                    raise RequestError("exists", f"a network named {a.name!r} already exists")
+                return {"status": "active"}, c.adopt(net, owner)
             case "join", m.JoinArgs():
                 net = c.network(a.name)
                 ok = await loop.run_in_executor(None, verify_password, a.password,
                                                 net.password_hash)
-                status, out = c.join(key, a.name, ok)
+                rec = c.join_check(key, a.name, ok)
+                if rec is None:
+                    status = c.members[a.name][key].status
+                    out = []
+                else:
+                    status = rec.status
+                    await self._seat(rec, net.member_limit)
+                    out = c.admit(rec)
                 if status == "pending":  # recorded; the owner is told, the joiner must wait
                     self.deliver(out)
                     raise RequestError("needs_approval", f"network {a.name!r} needs the owner's "
@@ -304,7 +403,11 @@ class Server:
             case "members", m.NetworkArgs():
                 return c.member_list(key, a.name), []
             case "approve", m.MemberArgs():
-                return None, c.approve(key, a.name, a.member)
+                rec = c.approve_check(key, a.name, a.member)
+                if rec is None:
+                    return None, []
+                await self._seat(rec, c.network(a.name).member_limit)
+                return None, c.admit(rec)
             case "evict", m.MemberArgs():
                 return None, c.evict(key, a.name, a.member)
             case "set", m.SetArgs():
@@ -327,12 +430,26 @@ class Server:
                 return [r.model_dump() for r in c.route_list(key, a.name)], []
         raise RequestError("invalid", f"unknown operation {op!r}")
 
+    async def _seat(self, rec: Any, limit: int) -> None:
+        """Write a member row; the database refuses it when the network is full."""
+        if not await self.store.add_member(rec, limit):
+            if self.cluster is not None:   # our count was stale: reload the network
+                await self.cluster.refresh_network(rec.network)
+            raise self.coord.full(rec.network)
+
     def relay_grants(self, key: str) -> list[m.RelayGrant]:
         """Relays this node may use: one grant per relay announced by plugins."""
         return [grant(key) for grant in self.relay_granters]
 
     def status(self) -> dict[str, Any]:
-        return {"online": len(self.sessions), "nodes": len(self.coord.nodes),
-                "networks": len(self.coord.networks), "counters": self.counters.__dict__,
-                "time": time.time()}
+        out = {"online": len(self.sessions), "nodes": len(self.coord.nodes),
+               "networks": len(self.coord.networks), "counters": self.counters.__dict__,
+               "time": time.time(), "server_id": self.server_id}
+        if self.cluster is not None:
+            store: Any = self.store
+            out["cluster"] = {"online_elsewhere": len(self.coord.online) - len(self.sessions),
+                              "resyncs": self.cluster.resyncs, "applied": self.cluster.applied,
+                              "database": "reachable" if store.available else "unreachable",
+                              "write_backlog": store.backlog}
+        return out
 

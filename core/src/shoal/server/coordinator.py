@@ -19,11 +19,21 @@ Rules it obeys (ARCHITECTURE §3):
 Every method returns an ``Outbox``: (recipient public key, message) pairs for
 the server shell to deliver. State lives in memory and is written through the
 ``Store`` on every change.
+
+Cluster (several servers, one PostgreSQL): ``online`` holds every node online
+anywhere; ``local`` ones are connected here and are the only ones told
+anything (and the only ones whose ``told`` views are kept). Changes made by
+other servers arrive as fresh rows (``apply_network``, ``remote_online``,
+``remote_offline``, or a full ``resync``) and update only the pairs they touch.
+Decisions other servers could race (a new address, a seat in a network, a
+network name) are taken by the store first (``*_check`` here, then the store,
+then ``admit``/``adopt``).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -31,7 +41,14 @@ from dataclasses import dataclass, field, replace
 
 from shoal.control import messages as m
 from shoal.server.gateway_routes import GatewayRoutes, RouteError
-from shoal.server.store import MemberRecord, NetworkRecord, NodeRecord, Store
+from shoal.server.store import (
+    MemberRecord,
+    MemberStatus,
+    NetworkRecord,
+    NodeRecord,
+    RouteRecord,
+    Store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +78,7 @@ class Online:
     # What this node was told about each peer: (the peer's version, networks).
     # Small tuples, not messages: this is per pair, so it is most of the memory.
     told: dict[str, View] = field(default_factory=dict)
+    local: bool = True                # connected to this server (else: to another one)
 
 
 class Coordinator:
@@ -76,18 +94,30 @@ class Coordinator:
         self.online: dict[str, Online] = {}
         self._active_counts: dict[str, int] = {}
         self._used_ips: set[int] = set()
-        nodes, nets, members = store.load()
+        self._versions = itertools.count(1)   # Online.version: unique across sessions
+        self._load(*store.load())
+        self._next_ip = int(self.pool.network_address) + 1
+        self.routes = GatewayRoutes(store, self.pool, clock)
+
+    def _load(self, nodes: list[NodeRecord], nets: list[NetworkRecord],
+              members: list[MemberRecord]) -> None:
+        self.nodes, self.networks, self.members, self.memberships = {}, {}, {}, {}
+        self._active_counts = {}
         for n in nodes:
-            self.nodes[n.public_key] = n
-            self._used_ips.add(int(ipaddress.IPv4Address(n.virtual_ip)))
+            self._add_node(n)
         for net in nets:
             self.networks[net.name] = net
             self.members[net.name] = {}
         for mem in members:
             self.members.setdefault(mem.network, {})[mem.public_key] = mem
             self.memberships.setdefault(mem.public_key, set()).add(mem.network)
-        self._next_ip = int(self.pool.network_address) + 1
-        self.routes = GatewayRoutes(store, self.pool, clock)
+
+    def _add_node(self, n: NodeRecord) -> None:
+        self.nodes[n.public_key] = n
+        try:
+            self._used_ips.add(int(ipaddress.IPv4Address(n.virtual_ip)))
+        except ValueError:
+            pass
 
     # ------------------------------------------------------------ addresses
     def _usable(self, ip: int) -> bool:
@@ -109,6 +139,19 @@ class Coordinator:
             ip = start  # wrap once to find gaps
         raise PoolExhausted(f"address pool {self.pool} is exhausted")
 
+    def new_node(self, key: str, name: str) -> NodeRecord:
+        """A record for a first login, with a free address (the store may still refuse it:
+        another server can take the same one first; then call again)."""
+        now = self.clock()
+        return NodeRecord(key, name, self._allocate_ip(), now, now)
+
+    def address_taken(self, ip: str) -> None:
+        self._used_ips.add(int(ipaddress.IPv4Address(ip)))
+
+    def known_node(self, n: NodeRecord) -> None:
+        """A node record as stored (claimed here or by another server)."""
+        self._add_node(n)
+
     # ------------------------------------------------------------ presence
     def login(self, key: str, hello: m.Hello, observed: str | None = None
               ) -> tuple[m.Welcome, Outbox]:
@@ -126,11 +169,9 @@ class Coordinator:
             reflexive = f"{observed}:{hello.udp_port}"
             if reflexive not in endpoints:
                 endpoints.insert(0, reflexive)
-        # A login that replaces a live session (quick reconnect) may bring a new name:
-        # a new version makes every neighbour hear about it.
-        prev = self.online.get(key)
-        self.online[key] = Online(hello.name, endpoints,
-                                  version=prev.version + 1 if prev is not None else 0)
+        # A new session (a quick reconnect, maybe under a new name, or a node that
+        # moved here from another server) gets a fresh version: every neighbour hears.
+        self.online[key] = Online(hello.name, endpoints, version=next(self._versions))
         welcome = m.Welcome(virtual_ip=node.virtual_ip, prefix_len=self.pool.prefixlen,
                             observed=observed)
         out: Outbox = [(key, self._networks_msg(key))]
@@ -148,7 +189,7 @@ class Coordinator:
         endpoints = list(dict.fromkeys(r.endpoints))  # keep order, drop duplicates
         on.endpoints, on.nat = endpoints[:16], r.nat
         on.info = None
-        on.version += 1
+        on.version = next(self._versions)
         return self._sync_towards(key)
 
     def logout(self, key: str, notify: bool = True) -> Outbox:
@@ -161,6 +202,108 @@ class Coordinator:
             self.nodes[key] = node
             self.store.put_node(node)
         return self._sync_towards(key) if notify else []
+
+    def is_local(self, key: str) -> bool:
+        on = self.online.get(key)
+        return on is not None and on.local
+
+    def remote_online(self, key: str, endpoints: list[str], nat: m.NatInfo) -> Outbox:
+        """``key`` is online at another server (or its candidates changed there)."""
+        node = self.nodes.get(key)
+        on = self.online.get(key)
+        if node is None or (on is not None and on.local):
+            return []
+        if on is not None and on.endpoints == endpoints and on.nat == nat \
+                and on.name == node.name:
+            return []
+        self.online[key] = Online(node.name, list(endpoints)[:16], nat,
+                                  version=next(self._versions), local=False)
+        return self._sync_towards(key)
+
+    def remote_offline(self, key: str) -> Outbox:
+        on = self.online.get(key)
+        if on is None or on.local:
+            return []
+        del self.online[key]
+        return self._sync_towards(key)
+
+    def local_keys(self) -> list[str]:
+        return [k for k, on in self.online.items() if on.local]
+
+    # ------------------------------------------------------------ changes made elsewhere
+    def apply_network(self, name: str, net: NetworkRecord | None, members: list[MemberRecord],
+                      nodes: list[NodeRecord], routes: list[RouteRecord] | None = None
+                      ) -> Outbox:
+        """The stored rows of network ``name`` (None: deleted), as another server left them."""
+        for n in nodes:
+            if n.public_key not in self.nodes:
+                self._add_node(n)
+        old = self.members.get(name, {})
+        new = {x.public_key: x for x in members} if net is not None else {}
+        if net is None and name not in self.networks:
+            return []
+        changed = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+        net_changed = self.networks.get(name) != net
+        if routes is not None:
+            new_routes = {r.prefix: r for r in routes}
+            if self.routes.by_network.get(name, {}) != new_routes:
+                net_changed = True   # every member is told the network's routes
+                if new_routes:
+                    self.routes.by_network[name] = new_routes
+                else:
+                    self.routes.by_network.pop(name, None)
+        if not changed and not net_changed:
+            return []
+        for k in old.keys() - new.keys():
+            self.memberships.get(k, set()).discard(name)
+        for k in new:
+            self.memberships.setdefault(k, set()).add(name)
+        self._active_counts.pop(name, None)
+        if net is None:
+            self.networks.pop(name, None)
+            self.members.pop(name, None)
+            keys = {k for k in changed if k in self.online}
+            return self._sync_many(keys) + [(k, self._networks_msg(k)) for k in keys
+                                             if self.online[k].local]
+        self.networks[name] = net
+        self.members[name] = new
+        if net_changed:
+            return self._changed(name, changed)
+        keys = self._network_keys(name) | {k for k in changed if k in self.online}
+        out: Outbox = []
+        for k in changed:
+            out += self._sync_peers(k) + self._sync_towards(k, among=keys)
+        out += [(k, self._networks_msg(k)) for k in keys if self.online[k].local]
+        return out
+
+    def resync(self, nodes: list[NodeRecord], nets: list[NetworkRecord],
+               members: list[MemberRecord], remote: dict[str, tuple[list[str], m.NatInfo]],
+               routes: list[RouteRecord] | None = None) -> Outbox:
+        """Replace the cache with the stored state; ``remote``: nodes online at other
+        servers. Local nodes are told only what differs from what they were told."""
+        self._load(nodes, nets, members)
+        if routes is not None:
+            self.routes.by_network = {}
+            for r in routes:
+                self.routes.by_network.setdefault(r.network, {})[r.prefix] = r
+        for key, on in list(self.online.items()):
+            if not on.local and (key not in remote or key not in self.nodes):
+                del self.online[key]
+        for key, (endpoints, nat) in remote.items():
+            on = self.online.get(key)
+            node = self.nodes.get(key)
+            if node is None or (on is not None and (on.local or (
+                    on.endpoints == endpoints and on.nat == nat and on.name == node.name))):
+                continue
+            self.online[key] = Online(node.name, list(endpoints)[:16], nat,
+                                      version=next(self._versions), local=False)
+        out: Outbox = []
+        for key in self.local_keys():
+            if key not in self.nodes:
+                continue
+            out += self._sync_peers(key)
+            out.append((key, self._networks_msg(key)))
+        return out
 
     # ------------------------------------------------------------ visibility
     def _sees(self, net: NetworkRecord, a: MemberRecord, b: MemberRecord) -> bool:
@@ -224,9 +367,9 @@ class Coordinator:
         out: Outbox = []
         online = key in self.online
         for n in (self._neighbours(key) if among is None else among - {key}):
-            if n not in self.online:
+            on = self.online.get(n)
+            if on is None or not on.local:
                 continue
-            on = self.online[n]
             nets = tuple(self._pair_networks(n, key)) if online else ()
             old = on.told.get(key)
             if not nets:
@@ -242,7 +385,7 @@ class Coordinator:
 
     def _sync_peers(self, key: str, full: bool = False) -> Outbox:
         on = self.online.get(key)
-        if on is None:
+        if on is None or not on.local:
             return []
         want = {k: self._view(k, nets) for k, nets in self._desired(key).items()}
         told, on.told = on.told, want
@@ -342,11 +485,12 @@ class Coordinator:
         return hits[0]
 
     # ------------------------------------------------------------ mutations
-    def _put_member(self, mem: MemberRecord) -> None:
+    def _put_member(self, mem: MemberRecord, write: bool = True) -> None:
         self._active_counts.pop(mem.network, None)
         self.members[mem.network][mem.public_key] = mem
         self.memberships.setdefault(mem.public_key, set()).add(mem.network)
-        self.store.put_member(mem)
+        if write:
+            self.store.put_member(mem)
 
     def _del_member(self, netname: str, key: str) -> None:
         self._active_counts.pop(netname, None)
@@ -368,38 +512,71 @@ class Coordinator:
             out = self._sync_peers(only) + self._sync_towards(only, among=keys)
         else:
             out = self._sync_many(keys)
-        out += [(k, self._networks_msg(k)) for k in keys]
+        out += [(k, self._networks_msg(k)) for k in keys if self.online[k].local]
         return out
 
-    def create(self, key: str, a: m.CreateArgs, password_hash: str) -> Outbox:
+    def create_check(self, key: str, a: m.CreateArgs, password_hash: str
+                     ) -> tuple[NetworkRecord, MemberRecord]:
+        """The rows a create would write (refused if the name is taken here)."""
         if a.name in self.networks:
             raise RequestError("exists", f"a network named {a.name!r} already exists")
-        net = NetworkRecord(a.name, password_hash, key, a.join_mode, a.member_limit, a.type,
-                            self.clock())
-        self.networks[a.name] = net
-        self.members[a.name] = {}
-        self.store.put_network(net)
-        self._put_member(MemberRecord(a.name, key, "active", False, self.clock()))
-        log.info("network %s created by %s (%s, %s)", a.name, key, a.type, a.join_mode)
-        return self._changed(a.name)
+        now = self.clock()
+        return (NetworkRecord(a.name, password_hash, key, a.join_mode, a.member_limit, a.type,
+                              now),
+                MemberRecord(a.name, key, "active", False, now))
 
-    def join(self, key: str, name: str, password_ok: bool) -> tuple[str, Outbox]:
-        """Returns the member status ('active' or 'pending') and the outbox."""
+    def create(self, key: str, a: m.CreateArgs, password_hash: str) -> Outbox:
+        net, owner = self.create_check(key, a, password_hash)
+        self.store.put_network(net)
+        self.store.put_member(owner)
+        return self.adopt(net, owner)
+
+    def adopt(self, net: NetworkRecord, owner: MemberRecord) -> Outbox:
+        """A network the store has just created (with its owner as first member)."""
+        self.networks[net.name] = net
+        self.members[net.name] = {}
+        self._put_member(owner, write=False)
+        log.info("network %s created by %s (%s, %s)", net.name, net.owner, net.type,
+                 net.join_mode)
+        return self._changed(net.name)
+
+    def join_check(self, key: str, name: str, password_ok: bool) -> MemberRecord | None:
+        """The member row a join would write, or None when there is nothing to write
+        (already a member: see ``join``). Raises the refusals."""
         net = self.network(name)
         existing = self.members[name].get(key)
         if existing is not None and existing.status == "active":
-            return "active", []
+            return None
         if net.join_mode == "locked" and existing is None:
             raise RequestError("locked", f"network {name!r} is locked: no one can join")
         if not password_ok:
             raise RequestError("wrong_password", f"wrong password for network {name!r}")
         if existing is not None:  # pending: asking again changes nothing
-            return "pending", []
+            return None
         if self._active_count(name) >= net.member_limit:
-            raise RequestError("full", f"network {name!r} is full ({net.member_limit} members)")
-        status = "pending" if net.join_mode == "approval" else "active"
-        self._put_member(MemberRecord(name, key, status, False, self.clock()))
-        return status, self._changed(name, {key}, only=key)
+            raise self.full(name)
+        status: MemberStatus = "pending" if net.join_mode == "approval" else "active"
+        return MemberRecord(name, key, status, False, self.clock())
+
+    def full(self, name: str) -> RequestError:
+        net = self.networks.get(name)
+        limit = f" ({net.member_limit} members)" if net else ""
+        return RequestError("full", f"network {name!r} is full{limit}")
+
+    def join(self, key: str, name: str, password_ok: bool) -> tuple[str, Outbox]:
+        """Returns the member status ('active' or 'pending') and the outbox."""
+        rec = self.join_check(key, name, password_ok)
+        if rec is None:
+            return self.members[name][key].status, []
+        self.store.put_member(rec)
+        return rec.status, self.admit(rec)
+
+    def admit(self, rec: MemberRecord) -> Outbox:
+        """A member row the store has just written (joined, or approved)."""
+        if rec.network not in self.networks:
+            return []
+        self._put_member(rec, write=False)
+        return self._changed(rec.network, {rec.public_key}, only=rec.public_key)
 
     def leave(self, key: str, name: str) -> Outbox:
         net = self.network(name)
@@ -417,16 +594,22 @@ class Coordinator:
             self.store.put_network(net)
         return self._changed(name, {key}, only=key)
 
-    def approve(self, key: str, name: str, who: str) -> Outbox:
+    def approve_check(self, key: str, name: str, who: str) -> MemberRecord | None:
         net = self.owned(key, name)
         target = self.resolve_member(name, who)
         mem = self.members[name][target]
         if mem.status == "active":
-            return []
+            return None
         if self._active_count(name) >= net.member_limit:
-            raise RequestError("full", f"network {name!r} is full ({net.member_limit} members)")
-        self._put_member(mem.with_(status="active"))
-        return self._changed(name, only=target)
+            raise self.full(name)
+        return mem.with_(status="active")
+
+    def approve(self, key: str, name: str, who: str) -> Outbox:
+        rec = self.approve_check(key, name, who)
+        if rec is None:
+            return []
+        self.store.put_member(rec)
+        return self.admit(rec)
 
     def evict(self, key: str, name: str, who: str) -> Outbox:
         self.owned(key, name)
@@ -492,7 +675,7 @@ class Coordinator:
         self.store.delete_network(name)
         keys = {k for k in affected if k in self.online}
         out = self._sync_many(keys)
-        out += [(k, self._networks_msg(k)) for k in keys]
+        out += [(k, self._networks_msg(k)) for k in keys if self.online[k].local]
         return out
 
     def member_list(self, key: str, name: str) -> list[dict[str, object]]:

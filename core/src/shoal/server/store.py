@@ -1,24 +1,41 @@
-"""Server state behind a small store interface; SQLite by default.
+"""Server state behind a small store interface: SQLite by default, PostgreSQL for clusters.
 
 The coordinator keeps the working set in memory and writes every change
-through a ``Store``. The interface is deliberately row-shaped (no SQLite-isms
-leak out), so a PostgreSQL store shared by several servers can implement it.
+through a ``Store`` (``put_*``/``delete_*``, synchronous: SQLite writes at
+once; PostgreSQL queues the write for an ordered writer task). The few
+operations whose outcome depends on other servers are asynchronous and
+decided *in the database* (``claim_node``: a unique address, by constraint
+plus retry; ``add_member``: the member limit, under a row lock;
+``create_network``: a unique name), so they hold however many servers share
+the state.
 
-Schema changes are numbered migrations applied in order inside one
-transaction each; ``schema_version`` records the last one applied.
+``open_store`` picks the engine from ``database``: a ``postgresql://`` URL is
+never a file name. Schema changes are the numbered migrations of
+``migrations.py``, the same for both engines, applied at start.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+
+from shoal.errors import ShoalError
+from shoal.server.migrations import MIGRATIONS as _MIGRATIONS
 
 JoinMode = Literal["open", "approval", "locked"]
 NetworkType = Literal["mesh", "hub-and-spoke", "gateway"]
 MemberStatus = Literal["active", "pending"]
+
+MIGRATIONS = _MIGRATIONS
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+class StoreUnavailable(ShoalError):
+    """The database cannot be reached right now (the caller retries later)."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +86,22 @@ class RouteRecord:
         return replace(self, **kw)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class PresenceRecord:
+    """A node online at some server of the cluster (PostgreSQL only)."""
+    public_key: str
+    server_id: str
+    endpoints: list[str]
+    nat: dict[str, Any]
+
+
+Snapshot = tuple[list[NodeRecord], list[NetworkRecord], list[MemberRecord]]
+
+
 class Store(Protocol):
-    def load(self) -> tuple[list[NodeRecord], list[NetworkRecord], list[MemberRecord]]: ...
+    cluster: bool      # True when other servers may share this state
+
+    def load(self) -> Snapshot: ...
     def put_node(self, n: NodeRecord) -> None: ...
     def put_network(self, n: NetworkRecord) -> None: ...
     def delete_network(self, name: str) -> None: ...
@@ -79,72 +110,55 @@ class Store(Protocol):
     def load_routes(self) -> list[RouteRecord]: ...
     def put_route(self, r: RouteRecord) -> None: ...
     def delete_route(self, network: str, prefix: str) -> None: ...
+    def set_presence(self, key: str, endpoints: list[str], nat: dict[str, Any]) -> None: ...
+    def clear_presence(self, key: str) -> None: ...
+    async def claim_node(self, n: NodeRecord) -> NodeRecord | None: ...
+    async def add_member(self, m: MemberRecord, limit: int) -> bool: ...
+    async def create_network(self, net: NetworkRecord, owner: MemberRecord) -> bool: ...
+    async def aclose(self) -> None: ...
     def close(self) -> None: ...
 
 
-MIGRATIONS: list[str] = [
-    # 1: initial schema
-    """
-    CREATE TABLE nodes (
-        public_key TEXT PRIMARY KEY,
-        name       TEXT NOT NULL,
-        virtual_ip TEXT NOT NULL UNIQUE,
-        created    REAL NOT NULL,
-        last_seen  REAL NOT NULL
-    );
-    CREATE TABLE networks (
-        name          TEXT PRIMARY KEY,
-        password_hash TEXT NOT NULL,
-        owner         TEXT NOT NULL REFERENCES nodes(public_key),
-        join_mode     TEXT NOT NULL CHECK (join_mode IN ('open', 'approval', 'locked')),
-        member_limit  INTEGER NOT NULL,
-        type          TEXT NOT NULL CHECK (type IN ('mesh', 'hub-and-spoke', 'gateway')),
-        created       REAL NOT NULL
-    );
-    CREATE TABLE members (
-        network    TEXT NOT NULL REFERENCES networks(name) ON DELETE CASCADE,
-        public_key TEXT NOT NULL REFERENCES nodes(public_key),
-        status     TEXT NOT NULL CHECK (status IN ('active', 'pending')),
-        hub        INTEGER NOT NULL DEFAULT 0,
-        joined     REAL NOT NULL,
-        lan_route  TEXT,
-        PRIMARY KEY (network, public_key)
-    );
-    CREATE INDEX members_by_key ON members(public_key);
-    """,
-    # 2: gateway routes, announced by a member and approved by the owner. A route set
-    # with the older "network set --gateway --lan-route" was the owner's own decision:
-    # it is carried over as approved.
-    """
-    CREATE TABLE routes (
-        network    TEXT NOT NULL REFERENCES networks(name) ON DELETE CASCADE,
-        prefix     TEXT NOT NULL,
-        gateway    TEXT NOT NULL REFERENCES nodes(public_key),
-        approved   INTEGER NOT NULL DEFAULT 0,
-        masquerade INTEGER NOT NULL DEFAULT 0,
-        created    REAL NOT NULL,
-        PRIMARY KEY (network, prefix)
-    );
-    INSERT INTO routes (network, prefix, gateway, approved, masquerade, created)
-        SELECT network, lan_route, public_key, 1, 0, joined FROM members
-        WHERE lan_route IS NOT NULL;
-    UPDATE members SET lan_route = NULL
-    """,
-]
+def is_postgres(database: str | None) -> bool:
+    return bool(database) and database.startswith(POSTGRES_SCHEMES)  # type: ignore[union-attr]
+
+
+def sqlite_path(database: str | None, state_dir: str) -> str:
+    if is_postgres(database):
+        raise ValueError("a PostgreSQL URL is not a SQLite path")
+    return database or str(Path(state_dir) / "shoal.db")
+
+
+async def open_store(database: str | None, state_dir: str, server_id: str = "",
+                     listen: str = "") -> Store:
+    """The store ``database`` names (a ``postgresql://`` URL or a SQLite path; default
+    ``STATE_DIR/shoal.db``), migrated to the current schema."""
+    if is_postgres(database):
+        from shoal.server.pg_store import PostgresStore
+
+        return await PostgresStore.open(database, server_id, listen)  # type: ignore[arg-type]
+    return SqliteStore(sqlite_path(database, state_dir))
 
 
 class SqliteStore:
-    """Embedded, zero set-up. Writes are synchronous and small (one row each)."""
+    """Embedded, zero set-up, one server. Writes are synchronous and small (one row each)."""
+
+    cluster = False
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        if is_postgres(self.path):
+            raise ValueError("a PostgreSQL URL is not a SQLite path")
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self.migrate()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._lock = threading.RLock()
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self.migrate()
+        except sqlite3.DatabaseError as e:
+            raise ShoalError(f"{self.path}: cannot open the SQLite database: {e}") from None
 
     @property
     def schema_version(self) -> int:
@@ -152,24 +166,27 @@ class SqliteStore:
         row = self._db.execute("SELECT MAX(version) FROM schema_version").fetchone()
         return int(row[0] or 0)
 
-    def migrate(self) -> None:
+    def migrate(self) -> list[int]:
+        """Apply the migrations not applied yet; returns their numbers."""
+        done = []
         current = self.schema_version
-        for version, script in enumerate(MIGRATIONS, start=1):
-            if version <= current:
+        for mig in MIGRATIONS:
+            if mig.version <= current:
                 continue
             with self._lock:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    for stmt in script.split(";"):
-                        if stmt.strip():
-                            self._db.execute(stmt)
-                    self._db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+                    for stmt in mig.statements("sqlite"):
+                        self._db.execute(stmt)
+                    self._db.execute("INSERT INTO schema_version VALUES (?)", (mig.version,))
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
+            done.append(mig.version)
+        return done
 
-    def load(self) -> tuple[list[NodeRecord], list[NetworkRecord], list[MemberRecord]]:
+    def load(self) -> Snapshot:
         db = self._db
         nodes = [NodeRecord(*r) for r in db.execute(
             "SELECT public_key, name, virtual_ip, created, last_seen FROM nodes")]
@@ -189,7 +206,10 @@ class SqliteStore:
                    (n.public_key, n.name, n.virtual_ip, n.created, n.last_seen))
 
     def put_network(self, n: NetworkRecord) -> None:
-        self._exec("INSERT OR REPLACE INTO networks VALUES (?,?,?,?,?,?,?)",
+        self._exec("INSERT INTO networks VALUES (?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+                   "password_hash=excluded.password_hash, owner=excluded.owner, "
+                   "join_mode=excluded.join_mode, member_limit=excluded.member_limit, "
+                   "type=excluded.type",
                    (n.name, n.password_hash, n.owner, n.join_mode, n.member_limit, n.type,
                     n.created))
 
@@ -216,6 +236,64 @@ class SqliteStore:
     def delete_route(self, network: str, prefix: str) -> None:
         self._exec("DELETE FROM routes WHERE network=? AND prefix=?", (network, prefix))
 
+    def set_presence(self, key: str, endpoints: list[str], nat: dict[str, Any]) -> None:
+        pass  # one server: presence lives in its memory only
+
+    def clear_presence(self, key: str) -> None:
+        pass
+
+    async def claim_node(self, n: NodeRecord) -> NodeRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT public_key, name, virtual_ip, created, last_seen "
+                                   "FROM nodes WHERE public_key=?", (n.public_key,)).fetchone()
+            if row is not None:
+                return NodeRecord(*row)
+            try:
+                self._db.execute("INSERT INTO nodes VALUES (?,?,?,?,?)",
+                                 (n.public_key, n.name, n.virtual_ip, n.created, n.last_seen))
+            except sqlite3.IntegrityError:
+                return None
+            return n
+
+    async def add_member(self, m: MemberRecord, limit: int) -> bool:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if m.status == "active":
+                    (count,) = self._db.execute(
+                        "SELECT COUNT(*) FROM members WHERE network=? AND status='active' "
+                        "AND public_key<>?", (m.network, m.public_key)).fetchone()
+                    if count >= limit:
+                        self._db.execute("ROLLBACK")
+                        return False
+                self.put_member(m)
+                self._db.execute("COMMIT")
+                return True
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    async def create_network(self, net: NetworkRecord, owner: MemberRecord) -> bool:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                try:
+                    self._db.execute("INSERT INTO networks VALUES (?,?,?,?,?,?,?)",
+                                     (net.name, net.password_hash, net.owner, net.join_mode,
+                                      net.member_limit, net.type, net.created))
+                except sqlite3.IntegrityError:
+                    self._db.execute("ROLLBACK")
+                    return False
+                self.put_member(owner)
+                self._db.execute("COMMIT")
+                return True
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    async def aclose(self) -> None:
+        self.close()
+
     def close(self) -> None:
         self._db.close()
 
@@ -223,10 +301,12 @@ class SqliteStore:
 class MemoryStore:
     """A Store that keeps nothing: for unit tests and benchmarks of the rules."""
 
+    cluster = False
+
     def __init__(self) -> None:
         self.writes = 0
 
-    def load(self) -> tuple[list[NodeRecord], list[NetworkRecord], list[MemberRecord]]:
+    def load(self) -> Snapshot:
         return [], [], []
 
     def put_node(self, n: NodeRecord) -> None:
@@ -253,5 +333,30 @@ class MemoryStore:
     def delete_route(self, network: str, prefix: str) -> None:
         self.writes += 1
 
+    def set_presence(self, key: str, endpoints: list[str], nat: dict[str, Any]) -> None:
+        pass
+
+    def clear_presence(self, key: str) -> None:
+        pass
+
+    async def claim_node(self, n: NodeRecord) -> NodeRecord | None:
+        self.writes += 1
+        return n
+
+    async def add_member(self, m: MemberRecord, limit: int) -> bool:
+        self.writes += 1
+        return True
+
+    async def create_network(self, net: NetworkRecord, owner: MemberRecord) -> bool:
+        self.writes += 2
+        return True
+
+    async def aclose(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
+
+
+def nat_json(nat: dict[str, Any]) -> str:
+    return json.dumps(nat, separators=(",", ":"), sort_keys=True)
