@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL = 5.0
 SERVER_SILENCE = 15.0
 BACKOFF_MIN = 0.5
-BACKOFF_MAX = 30.0
+BACKOFF_MAX = 5.0       # a restarted server sees its nodes back within seconds
 REQUEST_TIMEOUT = 15.0
 CONNECT_TIMEOUT = 5.0
 

@@ -37,7 +37,14 @@ from shoal.server import discovery
 from shoal.server.coordinator import Coordinator, Outbox, PoolExhausted, RequestError
 from shoal.server.metrics import ServerTimings, TimedStore
 from shoal.server.passwords import hash_password, verify_password
-from shoal.server.store import Store, StoreUnavailable, open_store
+from shoal.server.store import (
+    SqliteStore,
+    Store,
+    StoreUnavailable,
+    is_postgres,
+    open_store,
+    sqlite_path,
+)
 from shoal.server.web import start_web
 
 log = logging.getLogger(__name__)
@@ -85,10 +92,14 @@ class Server:
         self.keypair = keypair
         self.timings = ServerTimings()
         self.server_id = secrets.token_hex(6)
-        self._given_store = store
-        self.store: Store = store  # type: ignore[assignment]  # opened in run() when None
-        self.coord: Coordinator = None  # type: ignore[assignment]
+        self.timings = ServerTimings()
         self.cluster: Any = None
+        self.coord: Coordinator = None  # type: ignore[assignment]
+        self.store: Store = None  # type: ignore[assignment]
+        if store is None and not is_postgres(cfg.database):
+            store = SqliteStore(sqlite_path(cfg.database, cfg.state_dir))
+        if store is not None:   # PostgreSQL is opened (asynchronously) by open()
+            self._use(store)
         self.sessions: dict[str, Session] = {}
         self.counters = ServerCounters()
         self.services = services or []
@@ -103,16 +114,16 @@ class Server:
         self.ready = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
-    async def open(self) -> None:
-        """Open (and migrate) the store, load the state; start cluster sync on PostgreSQL."""
-        if self.coord is not None:
-            return
-        if self._given_store is None:
-            raw = await open_store(self.cfg.database, self.cfg.state_dir, self.server_id,
-                                   self.cfg.listen)
-            self.store = TimedStore(raw, self.timings.store)  # type: ignore[assignment]
+    def _use(self, store: Store) -> None:
+        self.store = TimedStore(store, self.timings.store)  # type: ignore[assignment]
         self.coord = Coordinator(self.store, self.cfg.address_pool)
-        if self.store.cluster:
+
+    async def open(self) -> None:
+        """Open (and migrate) a PostgreSQL store, load the state, start cluster sync."""
+        if self.coord is None:
+            self._use(await open_store(self.cfg.database, self.cfg.state_dir, self.server_id,
+                                       self.cfg.listen))
+        if self.store.cluster and self.cluster is None:
             from shoal.server.cluster import ClusterSync
 
             self.cluster = ClusterSync(self, self.store)  # type: ignore[arg-type]
