@@ -171,6 +171,13 @@ def test_concurrent_first_logins_unique_addresses_and_member_limit(pg_url: str,
                 await until(lambda srv=srv: sum(1 for x in srv.coord.members["lan"].values()
                                                 if x.status == "active") == limit,
                             "member counts converge")
+            joined = {c.kp.public_b64 for c, ok in zip(clients, results) if ok}
+            joined.add(owner.kp.public_b64)
+            assert all(set(srv.coord.members["lan"]) == joined for srv in cl.servers)
+            # and every member is told about every other, whichever server it is on
+            members = [c for c in [owner, *clients] if c.kp.public_b64 in joined]
+            await until(lambda: all(len(c.peers) == limit - 1 for c in members),
+                        "every member sees every other")
             for c in [owner, *clients]:
                 await c.close()
     run(main())

@@ -96,9 +96,18 @@ class ClusterSync:
     async def _apply(self, nets: list[str], keys: list[str]) -> None:
         coord, srv = self.server.coord, self.server
         if nets:
+            # Rows read while this server changes the same network may predate that
+            # change: write ours first, and read again if one started meanwhile.
+            touched = self.store.touched
+            before = {name: touched.get(name, 0) for name in nets}
+            await self.store.flush()
             rows, members, nodes, routes = await self.store.load_networks(nets)
             by_name = {n.name: n for n in rows}
             for name in nets:
+                if touched.get(name, 0) != before[name]:
+                    self._nets.add(name)
+                    self._wake.set()
+                    continue
                 mems = [x for x in members if x.network == name]
                 srv.deliver(coord.apply_network(name, by_name.get(name), mems, nodes,
                                                 [r for r in routes if r.network == name]))
@@ -124,6 +133,8 @@ class ClusterSync:
         self._announce_local()
         self._nets.clear()
         self._keys.clear()
+        touched = dict(self.store.touched)
+        await self.store.flush()
         snap, routes, pres = await self.store.load_all()
         remote = {}
         for p in pres:
@@ -132,6 +143,10 @@ class ClusterSync:
             self.server.moved_away(p.public_key)
             remote[p.public_key] = (p.endpoints, m.NatInfo.model_validate(p.nat))
         self.server.deliver(self.server.coord.resync(*snap, remote, routes))
+        stale = {n for n, count in self.store.touched.items() if touched.get(n) != count}
+        if stale:   # changed here while the snapshot was read: read those again
+            self._nets |= stale
+            self._wake.set()
         self.resyncs += 1
         log.info("cluster: state loaded (%d nodes, %d networks, %d online elsewhere)",
                  len(snap[0]), len(snap[1]), len(remote))

@@ -135,6 +135,9 @@ class PostgresStore:
         self._idle.set()
         self._writer: asyncio.Task[None] | None = None
         self.available = True
+        # Per network: how many of this server's own changes were started. A reader
+        # that saw the count move while it read knows its rows may predate them.
+        self.touched: dict[str, int] = {}
         self.writes = 0
         self.notifications_sent = 0
 
@@ -229,9 +232,14 @@ class PostgresStore:
         return result  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ queued writes
+    def _touch(self, network: str) -> None:
+        self.touched[network] = self.touched.get(network, 0) + 1
+
     def _queue(self, sql: str, args: tuple[Any, ...], notify: str | None) -> None:
         if len(self._jobs) >= WRITE_QUEUE_MAX:
             raise StoreUnavailable("the database is unreachable and the write queue is full")
+        if notify is not None and notify.split(" ", 2)[1] == "n":
+            self._touch(notify.split(" ", 2)[2])
         self._jobs.append((sql, args, notify))
         self._idle.clear()
         self._wake.set()
@@ -394,6 +402,13 @@ class PostgresStore:
         return result
 
     async def add_member(self, m: MemberRecord, limit: int) -> bool:
+        self._touch(m.network)
+        try:
+            return await self._add_member(m, limit)
+        finally:
+            self._touch(m.network)
+
+    async def _add_member(self, m: MemberRecord, limit: int) -> bool:
         async def go(conn: asyncpg.Connection) -> bool:
             async with conn.transaction():
                 exists = await conn.fetchval(
@@ -417,6 +432,13 @@ class PostgresStore:
         return result
 
     async def create_network(self, net: NetworkRecord, owner: MemberRecord) -> bool:
+        self._touch(net.name)
+        try:
+            return await self._create_network(net, owner)
+        finally:
+            self._touch(net.name)
+
+    async def _create_network(self, net: NetworkRecord, owner: MemberRecord) -> bool:
         async def go(conn: asyncpg.Connection) -> bool:
             async with conn.transaction():
                 row = await conn.fetchrow(
