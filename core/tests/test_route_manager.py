@@ -90,9 +90,18 @@ def test_member_installs_approved_routes_and_refuses_its_own_lan(os_calls):
         states = {r["prefix"]: r["state"] for r in w.rm.status()}
         assert states == {"192.168.50.0/24": "installed", "192.168.60.0/24": "awaiting-approval",
                           "203.0.113.0/25": "refused"}
+        assert all(r["gateway_online"] for r in w.rm.status())
         assert "own LAN 203.0.113.0/24" in next(r["reason"] for r in w.rm.status()
                                                 if r["state"] == "refused")
-        # the route is withdrawn: the kernel route and the engine's entries go
+        # the gateway goes offline: the kernel route stays (no leak), the engine has no entry
+        del w.engine.peers[GW.public]
+        w.rm.refresh()
+        await w.settle()
+        assert w.engine.prefix_routes.lookup(bytes([192, 168, 50, 9])) is None
+        row = next(r for r in w.rm.status() if r["prefix"] == "192.168.50.0/24")
+        assert row["state"] == "installed" and not row["gateway_online"]
+        w.engine.peers[GW.public] = gw
+                # the route is withdrawn: the kernel route and the engine's entries go
         w.nets = [summary("site")]
         w.rm.refresh()
         await w.settle()

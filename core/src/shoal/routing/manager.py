@@ -192,10 +192,12 @@ class RouteManager:
                         else "accepted"
                 else:
                     state = "refused"
+                gw_online = r.gateway == self.own_key or \
+                    decode_public_key(r.gateway) in self.engine.peers
                 row: dict[str, Any] = {"network": n.name, "prefix": r.prefix,
                                        "gateway": r.gateway_name, "gateway_key": r.gateway,
-                                       "approved": r.approved, "masquerade": r.masquerade,
-                                       "state": state}
+                                       "gateway_online": gw_online, "approved": r.approved,
+                                       "masquerade": r.masquerade, "state": state}
                 if state == "refused" and d is not None:
                     row["reason"] = d.reason
                 out.append(row)
