@@ -91,5 +91,5 @@ def test_progress_alone_and_gives_up_with_a_summary():
     assert p.step(status(True, "100.64.0.2"), 3.5) == ["ready: no other member is online yet"]
     q = Progress(has_server=True)
     q.step(status(True, "100.64.0.2", peers=[("bob", False)]), 0.0)
-    assert q.step(status(True, "100.64.0.2", peers=[("bob", False)]), 31.0) == [
-        "still starting after 30 s: 0/1 peers connected, waiting for bob (see 'shoal status')"]
+    assert q.step(status(True, "100.64.0.2", peers=[("bob", False)]), 46.0) == [
+        "still starting after 45 s: 0/1 peers connected, waiting for bob (see 'shoal status')"]

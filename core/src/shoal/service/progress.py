@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 POLL = 0.2
-SETTLE_MAX = 30.0    # stop reporting after this long, whatever is missing
+SETTLE_MAX = 45.0    # stop reporting after this long, whatever is missing
 NO_PEERS_GRACE = 3.0  # logged in with no peers: wait this long for the peer list
 
 
