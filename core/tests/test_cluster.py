@@ -181,3 +181,44 @@ def test_concurrent_first_logins_unique_addresses_and_member_limit(pg_url: str,
             for c in [owner, *clients]:
                 await c.close()
     run(main())
+
+
+def test_database_outage_leaves_nodes_alone_and_recovers(pg_cluster: Any, pg_url: str,
+                                                         tmp_path: Any,
+                                                         caplog: pytest.LogCaptureFixture
+                                                         ) -> None:
+    """The database goes away: one line says so, connected nodes keep their peers;
+    it comes back: the servers catch up and take changes again."""
+    async def main() -> None:
+        async with Cluster(pg_url, tmp_path) as cl:
+            a, b = cl.servers
+            alice, bob = Client("alice", a), Client("bob", b)
+            await alice.online()
+            await bob.online()
+            await alice.ctl.request("create", {"name": "lan", "password": PASSWORD})
+            await bob.ctl.request("join", {"name": "lan", "password": PASSWORD})
+            await until(lambda: "bob" in alice.peers and "alice" in bob.peers, "peers up")
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, pg_cluster.pause)
+            try:
+                # a write while the database is away: queued, and said once
+                bob.ctl.report(m.Report(endpoints=["127.0.0.1:5555"]))
+                await until(lambda: "database unreachable" in caplog.text, "one line")
+                await asyncio.sleep(3)
+                assert alice.ctl.state.online and bob.ctl.state.online
+                assert "bob" in alice.peers and "alice" in bob.peers
+                with pytest.raises(ShoalError, match="database"):
+                    await alice.ctl.request("create", {"name": "other", "password": PASSWORD})
+            finally:
+                await loop.run_in_executor(None, pg_cluster.resume)
+            await until(lambda: alice.peers["bob"].endpoints == ["127.0.0.1:5555"],
+                        "the queued change reaches the other server", timeout=30)
+            await alice.ctl.request("create", {"name": "other", "password": PASSWORD})
+            await bob.ctl.request("join", {"name": "other", "password": PASSWORD})
+            lines = [r.getMessage() for r in caplog.records
+                     if "database unreachable" in r.getMessage()]
+            assert len({id(a.store), id(b.store)}) == 2 and 1 <= len(lines) <= 2, lines
+            assert all("\n" not in x for x in lines)
+            await alice.close()
+            await bob.close()
+    run(main())
