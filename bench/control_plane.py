@@ -23,10 +23,18 @@ and sends heartbeats like a real node. Phases:
 The server's RSS (/proc/PID/status VmRSS) is read before the logins, after them
 and after the joins; its CPU time (/proc/PID/stat) is read around each phase.
 
+Cluster mode (``--servers N``, N > 1, or ``--postgres``): a throwaway
+PostgreSQL (``shoal.testing.postgres``, Unix socket) and N servers on it with
+one shared key; node ``i`` logs in to server ``i mod N`` (so every network
+spans every server). Figures are given for the whole and per server, and
+presence latency is split into members on the same server as the node that
+came or went and members on another server (cross-server: LISTEN/NOTIFY, then
+a read of the changed rows). The database's CPU time is reported too.
+
     .venv/bin/python bench/control_plane.py [--nodes 1000[,2000,...]]
         [--network-size 256] [--clients 2] [--login-concurrency 64]
         [--join-concurrency 16] [--events 20] [--json PATH]
-        [--server-profile PATH] [--keep]
+        [--server-profile PATH] [--keep] [--servers N] [--postgres]
 
 Exit status: 0 when every run completed, 1 when a run failed (a login, request
 or event timed out, or the server died), 2 when it cannot run here. Ctrl-C or
@@ -231,7 +239,8 @@ class SimNode(asyncio.Protocol):
         assert self.welcome is not None
         loop = asyncio.get_running_loop()
         t0 = time.monotonic()
-        await asyncio.wait_for(loop.create_connection(lambda: self, HOST, self.client.port),
+        port = self.client.ports[self.nid % len(self.client.ports)]
+        await asyncio.wait_for(loop.create_connection(lambda: self, HOST, port),
                                LOGIN_TIMEOUT)
         t1 = await asyncio.wait_for(asyncio.shield(self.welcome), LOGIN_TIMEOUT)
         return t0, t1
@@ -258,10 +267,10 @@ class SimNode(asyncio.Protocol):
 class Client:
     """One client process: a share of the simulated nodes, driven by the orchestrator."""
 
-    def __init__(self, conn: mpc.Connection, port: int, server_pub: bytes,
+    def __init__(self, conn: mpc.Connection, ports: list[int], server_pub: bytes,
                  node_ids: list[int]) -> None:
         self.conn = conn
-        self.port = port
+        self.ports = ports
         self.server_pub = server_pub
         self.nodes = {nid: SimNode(self, nid, StaticKeypair.generate()) for nid in node_ids}
         self.errors: list[str] = []
@@ -431,20 +440,23 @@ class Client:
         return out
 
 
-def client_main(conn: mpc.Connection, port: int, server_pub: bytes, node_ids: list[int],
+def client_main(conn: mpc.Connection, ports: list[int], server_pub: bytes, node_ids: list[int],
                 nofile: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the orchestrator ends us by PID
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     raise_nofile(nofile)
-    asyncio.run(Client(conn, port, server_pub, node_ids).run())
+    asyncio.run(Client(conn, ports, server_pub, node_ids).run())
 
 
 # ================================================================== orchestrator
 class ServerProc:
     """The coordination server in a subprocess, with its state in ``tmp``."""
 
-    def __init__(self, tmp: Path, nofile: int, profile: str | None) -> None:
+    def __init__(self, tmp: Path, nofile: int, profile: str | None, database: str | None = None,
+                 key_from: Path | None = None) -> None:
         self.tmp = tmp
+        self.database = database
+        self.key_from = key_from
         self.nofile = nofile
         self.profile = profile
         self.proc: subprocess.Popen[bytes] | None = None
@@ -464,7 +476,11 @@ class ServerProc:
         cfg = self.tmp / "server.toml"
         cfg.write_text(f'state_dir = "{self.tmp / "state"}"\n'
                        f'listen = "{HOST}:{self.port}"\n'
-                       "discovery = []\n")
+                       "discovery = []\n"
+                       + (f'database = "{self.database}"\n' if self.database else ""))
+        if self.key_from is not None:   # a cluster shares one server key
+            (self.tmp / "state").mkdir(parents=True, exist_ok=True)
+            shutil.copy2(self.key_from, self.tmp / "state" / "server.key")
         shoal = Path(sys.executable).parent / "shoal"
         cli = [str(shoal)] if shoal.exists() else [sys.executable, "-m", "shoal.cli"]
         init = subprocess.run([*cli, "server", "init", "-c", str(cfg)], check=False,
@@ -533,15 +549,87 @@ class ServerProc:
             p.wait(5)
 
 
+class ServerGroup:
+    """Several servers measured as one (CPU and RSS summed), each also on its own."""
+
+    def __init__(self, servers: list[ServerProc]) -> None:
+        self.servers = servers
+
+    @property
+    def pid(self) -> int:
+        return self.servers[0].pid
+
+    @property
+    def port(self) -> int:
+        return self.servers[0].port
+
+    @property
+    def pub(self) -> bytes:
+        return self.servers[0].pub
+
+    @property
+    def shutdown_s(self) -> float | None:
+        times = [s.shutdown_s for s in self.servers if s.shutdown_s is not None]
+        return max(times) if times else None
+
+    def start(self) -> None:
+        for s in self.servers:
+            s.start()
+
+    def check(self) -> None:
+        for s in self.servers:
+            s.check()
+
+    def rss(self) -> int:
+        return sum(s.rss() for s in self.servers)
+
+    def cpu(self) -> float:
+        return sum(s.cpu() for s in self.servers)
+
+    def stop(self, timeout: float = 20) -> None:
+        for s in self.servers:
+            s.stop(timeout)
+
+
+def tree_cpu(pid: int) -> float:
+    """utime + stime of ``pid`` and its children (PostgreSQL's backends), seconds."""
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(d.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
 class Run:
-    """One benchmark run with N nodes against a fresh server."""
+    """One benchmark run with N nodes against a fresh server (or cluster of servers)."""
 
     def __init__(self, args: argparse.Namespace, nodes: int, tmp: Path) -> None:
         self.args = args
         self.n = nodes
         self.tmp = tmp
-        self.server = ServerProc(tmp, nodes + 1024,
-                                 args.server_profile and f"{args.server_profile}.{nodes}")
+        self.pg: Any = None
+        self.nservers = args.servers
+        if args.postgres or args.servers > 1:
+            from shoal.testing.postgres import PostgresCluster
+
+            self.pg = PostgresCluster().start()
+            url = self.pg.create_database("bench")
+        else:
+            url = None
+        procs = []
+        for i in range(args.servers):
+            d = tmp / f"server{i}"
+            d.mkdir()
+            procs.append(ServerProc(d, nodes + 1024,
+                                    args.server_profile and f"{args.server_profile}.{nodes}.{i}",
+                                    url, procs[0].tmp / "state" / "server.key" if procs else None))
+        self.server = ServerGroup(procs)
         self.procs: list[mp.process.BaseProcess] = []
         self.conns: list[mpc.Connection] = []
         self.keys: dict[int, str] = {}
@@ -594,7 +682,8 @@ class Run:
             parent, child = ctx.Pipe()
             ids = [i for i in range(self.n) if i % C == c]
             p = ctx.Process(target=client_main, name=f"control-bench-client-{c}",
-                            args=(child, self.server.port, self.server.pub, ids,
+                            args=(child, [s.port for s in self.server.servers],
+                                  self.server.pub, ids,
                                   len(ids) + 1024), daemon=True)
             p.start()
             child.close()
@@ -610,6 +699,8 @@ class Run:
         # The server first: otherwise it would process N disconnects (each a presence change
         # sent to a whole network) before it gets to its SIGTERM.
         self.server.stop()
+        if self.pg is not None:
+            self.pg.stop()
         for conn in self.conns:
             try:
                 conn.send({"cmd": "quit"})
@@ -704,6 +795,9 @@ class Run:
             "rss_joined_mib": round(rss2 / 2**20, 1),
             "per_node_login_kib": round((rss1 - rss0) / self.n / 1024, 1),
             "per_node_kib": round((rss2 - rss0) / self.n / 1024, 1)}
+        if self.nservers > 1:
+            self.res["memory"]["rss_joined_per_server_mib"] = [
+                round(sv.rss() / 2**20, 1) for sv in self.server.servers]
         log(f"RSS after joins {rss2 / 2**20:.1f} MiB: {self.res['memory']['per_node_kib']} "
             "KiB per node")
 
@@ -721,29 +815,49 @@ class Run:
         self.res["server_cpu_s"] = round(self.server.cpu(), 1)
         return self.res
 
-    def _mark(self) -> tuple[float, float, tuple[float, float]]:
-        return time.monotonic(), self.server.cpu(), sys_busy()
+    def _db_cpu(self) -> float:
+        return tree_cpu(self.pg.proc.pid) if self.pg is not None else 0.0
 
-    def _phase(self, rep: dict[int, Any], mark: tuple[float, float, tuple[float, float]]
+    def _mark(self) -> tuple[float, float, tuple[float, float], float]:
+        return time.monotonic(), self.server.cpu(), sys_busy(), self._db_cpu()
+
+    def _phase(self, rep: dict[int, Any], mark: tuple[float, float, tuple[float, float], float]
                ) -> dict[str, Any]:
-        w0, cpu0, busy0 = mark
+        w0, cpu0, busy0, db0 = mark
         times = [t for r in rep.values() for t in r["times"]]
         wall = time.monotonic() - w0
         server_cpu = self.server.cpu() - cpu0
         busy1 = sys_busy()
         machine_cpu = busy1[0] - busy0[0]
+        client_cpu = sum(r["cpu"] for r in rep.values())
+        db_cpu = self._db_cpu() - db0
+        out = self._phase_figures(times, wall, server_cpu, client_cpu, machine_cpu, db_cpu)
+        if self.nservers > 1:
+            out["per_server"] = []
+            for i in range(self.nservers):
+                mine = [t for t in times if t[0] % self.nservers == i]
+                lat_i = [t1 - t0 for _, t0, t1 in mine]
+                span_i = (max(t1 for _, _, t1 in mine) - min(t0 for _, t0, _ in mine)) \
+                    if mine else 0
+                out["per_server"].append({
+                    "count": len(mine), "rate": round(len(mine) / span_i, 1) if span_i else None,
+                    "p50_ms": ms(pct(lat_i, 50)), "p99_ms": ms(pct(lat_i, 99))})
+        return out
+
+    def _phase_figures(self, times: list[Any], wall: float, server_cpu: float,
+                       client_cpu: float, machine_cpu: float, db_cpu: float) -> dict[str, Any]:
         lat = [t1 - t0 for _, t0, t1 in times]
         span = (max(t1 for _, _, t1 in times) - min(t0 for _, t0, _ in times)) if times else 0
-        client_cpu = sum(r["cpu"] for r in rep.values())
         return {"count": len(times), "seconds": round(span, 2),
                 "rate": round(len(times) / span, 1) if span else None,
                 "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99)),
                 "max_ms": ms(max(lat) if lat else None),
                 "server_cpu_pct": round(100 * server_cpu / wall, 0) if wall else None,
                 "clients_cpu_pct": round(100 * client_cpu / wall, 0) if wall else None,
+                "db_cpu_pct": round(100 * db_cpu / wall, 0) if wall else None,
                 # everything else the machine ran meanwhile (should be near 0)
-                "other_cpu_pct": round(100 * max(0.0, machine_cpu - server_cpu - client_cpu)
-                                       / wall, 0) if wall else None}
+                "other_cpu_pct": round(100 * max(0.0, machine_cpu - server_cpu - client_cpu
+                                                 - db_cpu) / wall, 0) if wall else None}
 
     def _wait_server_idle(self, quiet: float = 0.5, timeout: float = 60) -> None:
         """Until the server used under 5% CPU over ``quiet`` seconds."""
@@ -796,6 +910,13 @@ class Run:
                 ev = {"kind": kind, "node": nid, "receivers": len(lat),
                       "first_ms": ms(lat[0]), "p50_ms": ms(pct(lat, 50)),
                       "all_ms": ms(lat[-1]), "lat": lat}
+                if self.nservers > 1:   # members on another server than the node's
+                    home = nid % self.nservers
+                    cross = sorted(t - t_ev for rr in rep.values() for rnid, t in rr["receipts"]
+                                   if rnid % self.nservers != home)
+                    same = sorted(t - t_ev for rr in rep.values() for rnid, t in rr["receipts"]
+                                  if rnid % self.nservers == home)
+                    ev["cross"], ev["same"] = cross, same
                 if kind == "up":
                     ev["welcome_ms"] = ms(r["welcome"] - t_ev)
                 events.append(ev)
@@ -813,10 +934,23 @@ class Run:
                          "all_p50_ms": ms(pct(alls, 50)), "all_p99_ms": ms(pct(alls, 99)),
                          "member_p50_ms": ms(pct(each, 50)), "member_p99_ms": ms(pct(each, 99)),
                          "first_p50_ms": ms(pct([e["first_ms"] / 1000 for e in evs], 50))}
+            if self.nservers > 1:
+                for side in ("cross", "same"):
+                    alls_s = [e[side][-1] for e in evs if e[side]]
+                    each_s = [x for e in evs for x in e[side]]
+                    out[kind][side] = {"all_p50_ms": ms(pct(alls_s, 50)),
+                                       "all_p99_ms": ms(pct(alls_s, 99)),
+                                       "member_p50_ms": ms(pct(each_s, 50)),
+                                       "member_p99_ms": ms(pct(each_s, 99))}
+                log(f"presence {kind}: cross-server all told p50 "
+                    f"{out[kind]['cross']['all_p50_ms']} ms, p99 "
+                    f"{out[kind]['cross']['all_p99_ms']} ms")
             log(f"presence {kind}: all members told p50 {out[kind]['all_p50_ms']} ms, "
                 f"p99 {out[kind]['all_p99_ms']} ms")
         for e in events:
             del e["lat"]
+            e.pop("cross", None)
+            e.pop("same", None)
         out["events"] = events
         out["wall_s"] = round(wall, 1)
         return out
@@ -834,6 +968,9 @@ def fmt(x: Any, nd: int = 1) -> str:
 def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print()
     print(f"Shoal coordination server ({args.commit}), {os.cpu_count()} CPUs, "
+          + (f"{args.servers} servers on one PostgreSQL, " if args.servers > 1 else
+             ("PostgreSQL, " if args.postgres else ""))
+          + 
           f"networks of {args.network_size}, "
           f"{args.clients} client processes, login concurrency {args.login_concurrency}, "
           f"join concurrency {args.join_concurrency}; load average at the end "
@@ -847,14 +984,17 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> Non
         print(f"\n{r['nodes']} nodes ({len(range(0, r['nodes'], args.network_size))} networks)"
               + (f"  FAILED: {r['error']}" if "error" in r else ""))
         rows = [("phase", "count", "time s", "rate /s", "p50 ms", "p99 ms", "max ms",
-                 "server CPU%", "clients CPU%", "other CPU%")]
+                 "server CPU%", "clients CPU%", "db CPU%", "other CPU%")]
         for ph in ("login", "create", "join"):
             p = r.get(ph)
             if p:
                 rows.append((ph, fmt(p["count"]), fmt(p["seconds"], 2), fmt(p["rate"]),
                              fmt(p["p50_ms"]), fmt(p["p99_ms"]), fmt(p["max_ms"]),
                              fmt(p["server_cpu_pct"], 0), fmt(p["clients_cpu_pct"], 0),
-                             fmt(p["other_cpu_pct"], 0)))
+                             fmt(p.get("db_cpu_pct"), 0), fmt(p["other_cpu_pct"], 0)))
+                for i, ps in enumerate(p.get("per_server") or []):
+                    rows.append((f"  server {i}", fmt(ps["count"]), "", fmt(ps["rate"]),
+                                 fmt(ps["p50_ms"]), fmt(ps["p99_ms"]), "", "", "", "", ""))
         w = [max(len(x[i]) for x in rows) for i in range(len(rows[0]))]
         for row in rows:
             print("  " + "  ".join(c.rjust(w[i]) if i else c.ljust(w[i])
@@ -867,6 +1007,12 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> Non
                       f"all told p50 {fmt(p['all_p50_ms'])} ms, p99 {fmt(p['all_p99_ms'])} ms; "
                       f"each member p50 {fmt(p['member_p50_ms'])} ms, "
                       f"p99 {fmt(p['member_p99_ms'])} ms; first {fmt(p['first_p50_ms'])} ms")
+            for side, label in (("same", "same server"), ("cross", "other server")):
+                q = (p or {}).get(side)
+                if q:
+                    print(f"    {label:12}: all told p50 {fmt(q['all_p50_ms'])} ms, "
+                          f"p99 {fmt(q['all_p99_ms'])} ms; each member p50 "
+                          f"{fmt(q['member_p50_ms'])} ms, p99 {fmt(q['member_p99_ms'])} ms")
         if pr.get("server_cpu_s_per_event") is not None:
             print(f"  presence server CPU per event: {pr['server_cpu_s_per_event'] * 1000:.0f} ms")
         mem = r.get("memory")
@@ -875,7 +1021,9 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> Non
                   f"after the KDF warm-up, {mem['rss_logged_in_mib']} "
                   f"MiB logged in, {mem['rss_joined_mib']} MiB joined -> "
                   f"{mem['per_node_kib']} KiB per node ({mem['per_node_login_kib']} KiB "
-                  "after login only)")
+                  "after login only)"
+                  + (f"; per server {mem['rss_joined_per_server_mib']} MiB"
+                     if mem.get("rss_joined_per_server_mib") else ""))
         if r.get("server_shutdown_s") is not None:
             print(f"  server shutdown (SIGTERM with every node online): "
                   f"{r['server_shutdown_s']:.1f} s")
@@ -948,6 +1096,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--server-profile", metavar="PATH",
                    help="run the server under cProfile, stats to PATH.<nodes> (slows it down)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--servers", type=int, default=1,
+                   help="coordination servers sharing one throwaway PostgreSQL (cluster mode "
+                        "when more than 1); node i logs in to server i mod N")
+    p.add_argument("--postgres", action="store_true",
+                   help="use a throwaway PostgreSQL even with one server")
     args = p.parse_args(argv)
     try:
         args.sizes = [int(x) for x in str(args.nodes).split(",") if x.strip()]
@@ -956,7 +1109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.sizes or min(args.sizes) < 1:
         p.error("--nodes must be at least 1")
     if args.network_size < 1 or args.clients < 1 or args.login_concurrency < 1 \
-            or args.join_concurrency < 1:
+            or args.join_concurrency < 1 or args.servers < 1:
         p.error("--network-size, --clients and the concurrencies must be at least 1")
     return args
 

@@ -56,7 +56,16 @@ def test_cli_errors_are_one_line(tmp_path: Any, capsys: pytest.CaptureFixture[st
     assert main(["server", "migrate", "-c", cfg]) == 1
     err = capsys.readouterr().err
     assert err.startswith("shoal: cannot reach the database") and err.count("\n") == 1
+    assert "is PostgreSQL running" in err
     sqlite_cfg = _config(tmp_path, str(tmp_path / "s.db"))
     assert main(["server", "import", "-c", sqlite_cfg, "--from", "x.db"]) == 1
     err = capsys.readouterr().err
     assert "database" in err and err.count("\n") == 1
+
+
+def test_passwords_never_in_messages() -> None:
+    from shoal.server.pg_store import redact
+
+    assert redact("postgresql://shoal:s3cret@db.example:5432/shoal") == \
+        "postgresql://shoal:***@db.example:5432/shoal"
+    assert redact("postgresql://postgres@/x?host=/tmp/s") == "postgresql://postgres@/x?host=/tmp/s"

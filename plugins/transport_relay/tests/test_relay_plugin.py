@@ -28,3 +28,40 @@ def test_settings_validated():
         plugin_settings(cfg('listen_udp = "nowhere"'), pm)
     with pytest.raises(ConfigError, match="unknown key"):
         plugin_settings(cfg("bogus = 1"), pm)
+
+
+def test_grant_of_one_server_is_honoured_by_the_relay_beside_another(tmp_path):
+    """A cluster: two servers with one secret_file. Server A's grant for a node opens
+    a registration at the relay of server B (and a server with another secret is refused)."""
+    import base64
+    import time
+    from types import SimpleNamespace
+
+    from shoal.config import ServerConfig
+    from shoal.identity import StaticKeypair
+    from shoal.plugin_context import PluginContext
+    from shoal_transport_relay import protocol as p
+
+    pm = load_plugins(["relay"])
+    shared = tmp_path / "relay.secret"
+
+    def server(name, secret_file):
+        cfg = ServerConfig.model_validate({
+            "state_dir": str(tmp_path / name), "listen": "127.0.0.1:7400", "plugins": ["relay"],
+            "plugin": {"relay": {"listen_udp": "127.0.0.1:3480", "secret_file": str(secret_file)}}})
+        srv = SimpleNamespace(relay_granters=[], relay_service=None)
+        ctx = PluginContext(cfg, plugin_settings(cfg, pm), server=srv)
+        pm.hook.shoal_server_register_services(register=lambda *a: None, context=ctx)
+        return srv
+
+    a, b = server("a", shared), server("b", shared)
+    other = server("c", tmp_path / "other.secret")
+    node = StaticKeypair.generate()
+    grant = a.relay_granters[0](node.public_b64)
+    token = base64.b64decode(grant.token)
+    now = time.time()
+    alloc = p.encode_alloc(token, node.public, grant.expires, int(now * 1000))
+    assert b.relay_service.core.handle(alloc, ("198.51.100.7", 1), now, now) == \
+        [(("198.51.100.7", 1), p.encode_alloced(int(now * 1000)))]
+    refused = other.relay_service.core.handle(alloc, ("198.51.100.7", 1), now, now)
+    assert refused == [(("198.51.100.7", 1), p.encode_refused(p.REFUSE_BAD_GRANT))]

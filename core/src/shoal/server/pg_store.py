@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -106,13 +107,24 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
     return done
 
 
+def redact(url: str) -> str:
+    """The URL without its password (for messages: secrets are never logged)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 async def connect(url: str) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
     except _DOWN_ERRORS as e:
-        raise StoreUnavailable(f"cannot reach the database: {_why(e)}") from None
+        raise StoreUnavailable(f"cannot reach the database {redact(url)}: {_why(e)} "
+                               "(is PostgreSQL running, and is 'database' right?)") from None
     except asyncpg.PostgresError as e:
-        raise StoreUnavailable(f"the database refused the connection: {e}") from None
+        raise StoreUnavailable(f"the database {redact(url)} refused the connection: {e}") \
+            from None
 
 
 def _why(e: BaseException) -> str:
@@ -155,7 +167,8 @@ class PostgresStore:
             self.pool = await asyncpg.create_pool(url, min_size=1, max_size=4,
                                                   timeout=CONNECT_TIMEOUT)
         except _DOWN_ERRORS as e:
-            raise StoreUnavailable(f"cannot reach the database: {_why(e)}") from None
+            raise StoreUnavailable(f"cannot reach the database {redact(url)}: {_why(e)}") \
+                from None
         self._writer = asyncio.create_task(self._write_loop())
         return self
 
