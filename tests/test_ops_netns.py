@@ -15,7 +15,9 @@ one-shot scrapes; a thread that entered the server's namespace for WebDriver).
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -214,14 +216,31 @@ def test_admin_page_in_chromium(env: Env) -> None:
         wait_until(lambda: all("direct" in t and "endpoint-independent" in t
                                for _, t in rows().values()), 20,
                    what="NAT types and direct paths on the admin page")
+        # An action from the page: approve a pending member (the script sends the CSRF value).
+        alice, carol = env.nodes["alice"], env.nodes["carol"]
+        lab.shoal(alice.ns, "network", "create", "club", "--password", "pw", "--mode",
+                  "approval", "-c", str(alice.config))
+        r = lab.shoal(carol.ns, "network", "join", "club", "--password", "pw", "-c",
+                      str(carol.config), check=False)
+        assert r.returncode != 0 and "approval" in r.stderr, r.stderr
+        wait_until(lambda: "Approve carol" in b.script("return document.body.innerText;"), 10,
+                   what="carol pending in club on the admin page")
+        b.click('button[id^="approve-"]')
+        wait_until(lambda: "carol approved in club" in b.script(
+            "return document.getElementById('notice').innerText;"), 10,
+            what="the page to confirm the approval")
+        nets = json.loads(lab.shoal(carol.ns, "network", "list", "--json", "-c",
+                                    str(carol.config)).stdout)
+        assert {n["name"]: n["role"] for n in nets}.get("club") == "member", nets
         # A node stops: the page shows it offline within a few seconds, without a reload.
         bob = env.nodes["bob"]
         assert bob.proc is not None
         marker = b.script("window.__same_page = 1; return 1;")
-        lab.stop(bob.proc)
+        bob.proc.send_signal(signal.SIGTERM)          # clock starts as bob is told to stop
         took = browser.wait_for(lambda: rows()["bob"][0] == "offline", 8,
                                 what="bob shown offline")
-        print(f"admin page: bob shown offline {took:.1f} s after it stopped")
+        lab.stop(bob.proc)
+        print(f"admin page: bob shown offline {took:.1f} s after SIGTERM")
         if os.environ.get("SHOAL_TEST_SCREENSHOT"):
             b.screenshot(os.environ["SHOAL_TEST_SCREENSHOT"])
         assert b.script("return window.__same_page || 0;") == marker   # live update, no reload
