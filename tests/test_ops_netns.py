@@ -141,7 +141,12 @@ def test_node_metrics_parse_and_move_with_traffic(env: Env) -> None:
             if n == "shoal_peer_path_info" and dict(labels)["peer"] == "bob" and v == 1]
     assert len(path) == 1 and path[0]["path"] == "direct", path
     assert peer_sample(before, "shoal_peer_handshakes_total", "bob") >= 1
-    assert peer_sample(before, "shoal_peer_rtt_seconds", "bob") >= 0
+    # the side that initiated the handshake measured its round trip
+    rtts = [v for (n, labels), v in before.items() if n == "shoal_peer_rtt_seconds"
+            and dict(labels)["peer"] == "bob"]
+    rtts += [v for (n, labels), v in scrape(lab, env.nodes["bob"].ns, NODE_METRICS).items()
+             if n == "shoal_peer_rtt_seconds" and dict(labels)["peer"] == "alice"]
+    assert rtts and all(v >= 0 for v in rtts), rtts
     assert ping(lab, alice.ns, env.vips["bob"], 5)
     after = scrape(lab, alice.ns, NODE_METRICS)
     for name in ("shoal_peer_tx_bytes_total", "shoal_peer_rx_bytes_total"):

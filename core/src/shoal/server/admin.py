@@ -234,7 +234,7 @@ class AdminPage:
         op, network = form.get("op", ""), form.get("network", "")
         target = form.get("prefix", "") if op == "route_approve" else form.get("member", "")
         try:
-            code, message = self.run_action(op, network, target)
+            code, message = await self.run_action(op, network, target)
         except RequestError as e:
             if wants_json:
                 return _json(409, {"ok": False, "code": e.code, "error": str(e)})
@@ -245,27 +245,24 @@ class AdminPage:
             return _json(200, {"ok": True, "message": message})
         return Response(303, b"", headers=[*COMMON_HEADERS, ("location", f"/?done={code}")])
 
-    def run_action(self, op: str, network: str, member: str) -> tuple[str, str]:
-        """Run one action as the network's owner would; returns (notice code, message).
-
-        ``member`` is a member (public key, name or address), or for ``route_approve``
-        the route's prefix.
-        """
-        coord = self.server.coord
+    async def run_action(self, op: str, network: str, target: str) -> tuple[str, str]:
+        """Run one action as the network's owner's request would (``Server.operate``);
+        returns (notice code, message). ``target`` is a member (public key, name or
+        address), or for ``route_approve`` the route's prefix."""
+        srv = self.server
+        coord = srv.coord
         if op not in ACTIONS:
             raise RequestError("invalid", f"unknown action {op!r}")
-        net = coord.network(network)
+        owner = coord.network(network).owner
         if op == "route_approve":
-            info, out = coord.approve_route(network, member)
-            self.server.deliver(out)
-            return "route_approved", (f"route {info.prefix} via {info.gateway_name or info.gateway}"
-                                      f" approved in {network}")
-        who = coord.resolve_member(network, member)
+            info = await srv.operate(owner, op, {"name": network, "prefix": target})
+            via = info.get("gateway_name") or info.get("gateway")
+            return "route_approved", f"route {info.get('prefix')} via {via} approved in {network}"
+        who = coord.resolve_member(network, target)
         name = coord.nodes[who].name if who in coord.nodes else who
+        await srv.operate(owner, op, {"name": network, "member": who})
         if op == "approve":
-            self.server.deliver(coord.approve(net.owner, network, who))
             return "approved", f"{name} approved in {network}"
-        self.server.deliver(coord.evict(net.owner, network, who))
         return "evicted", f"{name} evicted from {network}"
 
 
