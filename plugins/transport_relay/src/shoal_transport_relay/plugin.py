@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shoal.config import parse_endpoint, read_toml
+from shoal.config import MetricsConfig, parse_endpoint, read_toml
 from shoal.control.messages import RelayGrant
 from shoal.errors import ConfigError
 from shoal.hookspecs import hookimpl
@@ -72,6 +72,7 @@ class StandaloneRelayConfig(BaseModel):
     secret_file: str
     rate_limit_mbps: float = Field(100.0, gt=0, le=100000)
     log_level: str = "info"
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)   # [metrics] listen
     _v = field_validator("listen_udp", "listen_tcp")(_ep)
 
 
@@ -161,9 +162,20 @@ def _cmd_relay_run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        metrics = None
+        if cfg.metrics.listen is not None:
+            from shoal.metrics import MetricsEndpoint, new_registry
+
+            from shoal_transport_relay.metrics import RelayCollector
+
+            registry = new_registry(RelayCollector(service.core))
+            metrics = MetricsEndpoint(cfg.metrics.listen, registry, "relay metrics")
+            await metrics.start()
         task = asyncio.create_task(service.run())
         await stop.wait()
         task.cancel()
+        if metrics is not None:
+            await metrics.close()
 
     asyncio.run(main())
     return 0
