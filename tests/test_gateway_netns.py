@@ -195,8 +195,9 @@ def test_masqueraded_route_added_from_the_command_line(env: Env) -> None:
     # the gateway withdraws it: bob's kernel route goes away
     env.shoal("gw", "network", "route", "remove", "site", LAN60)
     wait_until(lambda: _route(env, "bob", LAN60) is None, 30, what="the route to go")
-    routes = env.lab.sh(env["bob"].ns, "ip route show").stdout
-    assert "192.168.60.0/24" not in routes and "192.168.50.0/24 dev shoal0" in routes
+    wait_until(lambda: "192.168.60.0/24" not in env.lab.sh(env["bob"].ns, "ip route show").stdout,
+               30, what="bob's kernel route to go")
+    assert "192.168.50.0/24 dev shoal0" in env.lab.sh(env["bob"].ns, "ip route show").stdout
 
 
 def test_conflicting_routes_refused_with_one_line(env: Env) -> None:
