@@ -155,6 +155,7 @@ def test_node_metrics_parse_and_move_with_traffic(env: Env) -> None:
     for name in ("shoal_peer_tx_packets_total", "shoal_peer_rx_packets_total"):
         assert peer_sample(after, name, "bob") - peer_sample(before, name, "bob") >= 5
     assert ("shoal_drops_total", (("reason", "malformed"),)) in after
+    assert after[("shoal_relay_client_ready", ())] == 1       # the relay plugin's figures
 
 
 def test_server_metrics_parse_and_move_with_logins(env: Env) -> None:

@@ -252,3 +252,23 @@ def test_route_approval_from_the_page(tmp_path) -> None:
             await page.close()
             srv.store.close()
     asyncio.run(main())
+
+
+def test_admin_token_command(tmp_path, capsys) -> None:
+    from shoal.cli import main
+
+    cfg = tmp_path / "server.toml"
+    cfg.write_text(f'state_dir = "{tmp_path / "s"}"\nlisten = "127.0.0.1:7400"\n'
+                   '[admin]\nlisten = "127.0.0.1:7480"\n')
+    assert main(["server", "admin-token", "-c", str(cfg)]) == 0
+    t1 = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["server", "admin-token", "-c", str(cfg)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == t1
+    assert main(["server", "admin-token", "-c", str(cfg), "--rotate"]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() != t1 and "signed out" in out.err
+    assert (tmp_path / "s" / "admin.token").read_text().strip() == out.out.strip()
+    cfg.write_text(f'state_dir = "{tmp_path / "s"}"\n[admin]\nport = 7480\n')
+    assert main(["server", "admin-token", "-c", str(cfg)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "admin.port: unknown key" in err[0]

@@ -46,6 +46,20 @@ def test_collector_reads_the_relay_counters() -> None:
     assert s[("shoal_relay_registrations", ())] == 0
 
 
+def test_client_collector() -> None:
+    from shoal_transport_relay.client import RelayClient
+    from shoal_transport_relay.metrics import RelayClientCollector
+
+    c = RelayClient(b"k" * 32)
+    s = _samples(generate_latest(new_registry(RelayClientCollector(c))).decode())
+    assert s[("shoal_relay_client_ready", ())] == 0
+    c.ready, c.mode, c.relay, c.rtt_ms = True, "udp", "203.0.113.10:3480", 2.5
+    s = _samples(generate_latest(new_registry(RelayClientCollector(c))).decode())
+    assert s[("shoal_relay_client_ready", ())] == 1
+    assert s[("shoal_relay_client_rtt_seconds", ())] == 0.0025
+    assert s[("shoal_relay_client_info", (("mode", "udp"), ("relay", "203.0.113.10:3480")))] == 1
+
+
 def test_standalone_relay_config_metrics() -> None:
     cfg = StandaloneRelayConfig.model_validate({"secret_file": "/x", "metrics": {}})
     assert cfg.metrics.listen is None

@@ -1,17 +1,19 @@
-"""Prometheus figures of a relay running inside the coordination server.
+"""Prometheus figures of the relay: the service (in the server or standalone) and a
+node's relay client.
 
-Read from the relay's own ``RelayCounters`` at scrape time; nothing is added
-to the forwarding path.
+Read from the relay's own ``RelayCounters`` and the client's state at scrape
+time; nothing is added to the forwarding path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from shoal_transport_relay.client import RelayClient
 from shoal_transport_relay.protocol import RelayCore
 
 
@@ -36,3 +38,24 @@ class RelayCollector(Collector):
         yield drops
         yield GaugeMetricFamily("shoal_relay_registrations", "Nodes registered with the relay.",
                                 value=len(self.core.by_id))
+
+
+class RelayClientCollector(Collector):
+    """A node's relay client: usable or not, over which protocol, how far."""
+
+    def __init__(self, client: RelayClient) -> None:
+        self.client = client
+
+    def collect(self) -> Iterable[Metric]:
+        c = self.client
+        yield GaugeMetricFamily("shoal_relay_client_ready", "1 while the relay is usable.",
+                                value=1 if c.ready else 0)
+        info = InfoMetricFamily("shoal_relay_client", "The relay this node uses.")
+        info.add_metric([], {"relay": c.relay or "", "mode": c.mode or ""})
+        yield info
+        if c.rtt_ms is not None:
+            yield GaugeMetricFamily("shoal_relay_client_rtt_seconds",
+                                    "Round trip to the relay when it was reached.",
+                                    value=c.rtt_ms / 1000.0)
+        yield CounterMetricFamily("shoal_relay_client_refused",
+                                  "Registrations the relay refused.", value=c.refused)

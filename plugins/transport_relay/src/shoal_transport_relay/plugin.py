@@ -134,12 +134,16 @@ def shoal_server_register_services(register, context: PluginContext) -> None:  #
 
 @hookimpl
 def shoal_metrics_register_collectors(register, context: PluginContext) -> None:  # type: ignore[no-untyped-def]
+    from shoal_transport_relay.metrics import RelayClientCollector, RelayCollector
+
     server = context.server
     service = getattr(server, "relay_service", None) if server is not None else None
     if isinstance(service, RelayService):
-        from shoal_transport_relay.metrics import RelayCollector
-
         register(RelayCollector(service.core))
+    node = context.node
+    for t in getattr(node, "transports", []) if node is not None else []:
+        if isinstance(t, RelayClient):
+            register(RelayClientCollector(t))
 
 
 # ------------------------------------------------------------------ CLI
