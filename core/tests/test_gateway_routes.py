@@ -136,3 +136,12 @@ def test_routes_survive_restart_and_legacy_lan_route(tmp_path):
         [("10.7.0.0/16", w.keys["gw2"], True)]
     members = {x["name"]: x for x in w2.c.member_list(w.keys["owner"], "site")}
     assert members["gw2"]["lan_route"] == "10.7.0.0/16" and members["gw"]["lan_route"] is None
+
+
+def test_routes_apply_only_while_the_network_is_a_gateway_network():
+    w = world()
+    add(w, "owner", "10.20.0.0/16")
+    w.deliver(w.c.set(w.keys["owner"], m.SetArgs(name="site", type="mesh"), None))
+    assert routes_seen(w, "member") == []
+    w.deliver(w.c.set(w.keys["owner"], m.SetArgs(name="site", type="gateway"), None))
+    assert [r.prefix for r in routes_seen(w, "member")] == ["10.20.0.0/16"]

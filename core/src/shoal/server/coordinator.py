@@ -447,7 +447,8 @@ class Coordinator:
                 name=net.name, type=net.type, role=role,
                 join_mode=net.join_mode, member_limit=net.member_limit, members=active,
                 pending=(len(members) - active) if net.owner == key else 0, online=online,
-                routes=self.routes.infos(netname, self._name) if role != "pending" else []))
+                routes=self.routes.infos(netname, self._name)
+                if role != "pending" and net.type == "gateway" else []))
         return out
 
     def _networks_msg(self, key: str) -> m.Networks:
