@@ -97,6 +97,8 @@ class RouteManager:
 
     # ------------------------------------------------------------ the OS side
     def _kick(self) -> None:
+        if not (self.decisions or self.served or self.installed or self._applied_served):
+            return   # no route anywhere: nothing for the OS (most nodes, most of the time)
         self._dirty = True
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._converge())
