@@ -143,8 +143,9 @@ class PostgresStore:
         self._routes: list[RouteRecord] = []
         self._jobs: deque[Job] = deque()
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._queued = 0      # jobs ever queued
+        self._written = 0     # jobs ever written (or dropped as refused)
+        self._progress = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self.available = True
         # Per network: how many of this server's own changes were started. A reader
@@ -254,7 +255,7 @@ class PostgresStore:
         if notify is not None and notify.split(" ", 2)[1] == "n":
             self._touch(notify.split(" ", 2)[2])
         self._jobs.append((sql, args, notify))
-        self._idle.clear()
+        self._queued += 1
         self._wake.set()
 
     def _note(self, kind: str, ident: str) -> str:
@@ -316,11 +317,14 @@ class PostgresStore:
                     (key, self.server_id), self._note("p", key))
 
     async def flush(self, timeout: float = CONNECT_TIMEOUT) -> None:
-        """Wait until every queued write is in the database."""
-        if not self._jobs and self._idle.is_set():
-            return
+        """Wait until every write queued so far is in the database (later ones may wait)."""
+        target = self._queued
+
+        async def written() -> None:
+            while self._written < target:
+                await self._progress.wait()
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(written(), timeout)
         except (asyncio.TimeoutError, TimeoutError):
             raise StoreUnavailable("the database is not taking writes") from None
 
@@ -329,7 +333,6 @@ class PostgresStore:
         delay = 0.5
         while True:
             if not self._jobs:
-                self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -360,6 +363,9 @@ class PostgresStore:
             self._up()
             for _ in batch:
                 self._jobs.popleft()
+            self._written += len(batch)
+            self._progress.set()          # wake every flush() waiting, then re-arm
+            self._progress = asyncio.Event()
 
     async def _write(self, conn: asyncpg.Connection, batch: list[Job]) -> None:
         notes = list(dict.fromkeys(j[2] for j in batch if j[2] is not None))
@@ -383,8 +389,10 @@ class PostgresStore:
         self.available = True
 
     # ------------------------------------------------------------ decisions in the database
-    async def _atomic(self, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
-        await self.flush()
+    async def _atomic(self, fn: Callable[[asyncpg.Connection], Awaitable[Any]],
+                      ordered: bool = True) -> Any:
+        if ordered:   # after this server's own queued writes (a leave, then a join)
+            await self.flush()
         try:
             result = await self._fetch(fn)
         except StoreUnavailable as e:
@@ -405,7 +413,7 @@ class PostgresStore:
                 row = await conn.fetchrow(f"SELECT {NODE_COLS} FROM nodes WHERE public_key=$1",
                                           n.public_key)
             return _node(row) if row is not None else None
-        result: NodeRecord | None = await self._atomic(go)
+        result: NodeRecord | None = await self._atomic(go, ordered=False)
         return result
 
     async def used_addresses(self) -> list[str]:
