@@ -64,12 +64,15 @@ class Cluster:
 
 
 class Client:
-    def __init__(self, name: str, server: Server) -> None:
+    def __init__(self, name: str, server: Server | list[tuple[str, bytes]]) -> None:
         self.kp = StaticKeypair.generate()
         self.name = name
         self.peers: dict[str, m.PeerInfo] = {}
+        self.downs: list[str] = []
         self.welcome: m.Welcome | None = None
-        self.ctl = ControlClient(self.kp, name, server.cfg.listen, server.keypair.public,
+        servers = server if isinstance(server, list) else [(server.cfg.listen,
+                                                             server.keypair.public)]
+        self.ctl = ControlClient(self.kp, name, servers, None,
                                  lambda: ["127.0.0.1:9"], lambda: 9, self._welcome, self._peers)
         self.task = asyncio.create_task(self.ctl.run())
 
@@ -82,6 +85,7 @@ class Client:
         for p in msg.up:
             self.peers[p.name] = p
         for k in msg.down:
+            self.downs.append(k)
             for name, p in list(self.peers.items()):
                 if p.public_key == k:
                     del self.peers[name]
@@ -219,6 +223,60 @@ def test_database_outage_leaves_nodes_alone_and_recovers(pg_cluster: Any, pg_url
                      if "database unreachable" in r.getMessage()]
             assert len({id(a.store), id(b.store)}) == 2 and 1 <= len(lines) <= 2, lines
             assert all("\n" not in x for x in lines)
+            await alice.close()
+            await bob.close()
+    run(main())
+
+
+def test_node_fails_over_and_its_peers_never_see_it_leave(pg_url: str, tmp_path: Any) -> None:
+    async def main() -> None:
+        async with Cluster(pg_url, tmp_path) as cl:
+            a, b = cl.servers
+            key = cl.key.public
+            dead = f"127.0.0.1:{free_port()}"
+            # the first address refuses: the node moves on at once, without backing off
+            alice = Client("alice", [(dead, key), (a.cfg.listen, key), (b.cfg.listen, key)])
+            bob = Client("bob", b)
+            await until(lambda: alice.ctl.state.online, "alice online", timeout=3)
+            assert alice.ctl.server == a.cfg.listen
+            await bob.online()
+            await alice.ctl.request("create", {"name": "lan", "password": PASSWORD})
+            await bob.ctl.request("join", {"name": "lan", "password": PASSWORD})
+            await until(lambda: "bob" in alice.peers and "alice" in bob.peers, "peers up")
+            address = alice.welcome.virtual_ip if alice.welcome else None
+            logins = alice.ctl.state.logins
+            cl.stops[0].set()             # server A goes away
+            await cl.tasks[0]
+            await until(lambda: alice.ctl.state.logins > logins and alice.ctl.state.online,
+                        "alice logged in again", timeout=10)
+            assert alice.ctl.server == b.cfg.listen
+            assert alice.welcome and alice.welcome.virtual_ip == address
+            assert "bob" in alice.peers and "alice" in bob.peers
+            assert alice.kp.public_b64 not in bob.downs
+            await alice.close()
+            await bob.close()
+    run(main())
+
+
+def test_dead_servers_nodes_go_offline_elsewhere_within_the_lease(pg_url: str,
+                                                                  tmp_path: Any) -> None:
+    """A server stops renewing its lease (dead) and its node cannot move: the node's
+    peers on the other server are told it is offline within 15 s."""
+    async def main() -> None:
+        async with Cluster(pg_url, tmp_path) as cl:
+            a, b = cl.servers
+            alice, bob = Client("alice", a), Client("bob", b)   # alice knows only A
+            await alice.online()
+            await bob.online()
+            await alice.ctl.request("create", {"name": "lan", "password": PASSWORD})
+            await bob.ctl.request("join", {"name": "lan", "password": PASSWORD})
+            await until(lambda: "alice" in bob.peers, "peers up")
+            loop = asyncio.get_running_loop()
+            cl.stops[0].set()
+            await cl.tasks[0]
+            t0 = loop.time()
+            await until(lambda: "alice" not in bob.peers, "alice offline at bob", timeout=15)
+            assert loop.time() - t0 > 1.0   # by the lease, not by a goodbye
             await alice.close()
             await bob.close()
     run(main())
