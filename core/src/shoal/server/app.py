@@ -90,7 +90,6 @@ class Server:
                  services: list[Any] | None = None) -> None:
         self.cfg = cfg
         self.keypair = keypair
-        self.timings = ServerTimings()
         self.server_id = secrets.token_hex(6)
         self.timings = ServerTimings()
         self.cluster: Any = None
@@ -422,11 +421,7 @@ class Server:
             case "members", m.NetworkArgs():
                 return c.member_list(key, a.name), []
             case "approve", m.MemberArgs():
-                rec = c.approve_check(key, a.name, a.member)
-                if rec is None:
-                    return None, []
-                await self._seat(rec, c.network(a.name).member_limit)
-                return None, c.admit(rec)
+                return None, await self.approve(key, a.name, a.member)
             case "evict", m.MemberArgs():
                 return None, c.evict(key, a.name, a.member)
             case "set", m.SetArgs():
@@ -449,11 +444,25 @@ class Server:
                 return [r.model_dump() for r in c.route_list(key, a.name)], []
         raise RequestError("invalid", f"unknown operation {op!r}")
 
+    async def approve(self, key: str, network: str, who: str) -> Outbox:
+        """``key`` (the owner) approves a pending member: the seat is taken in the store."""
+        c = self.coord
+        rec = c.approve_check(key, network, who)
+        if rec is None:
+            return []
+        try:
+            await self._seat(rec, c.network(network).member_limit)
+        except StoreUnavailable:
+            raise RequestError("unavailable", "the server cannot reach its database right "
+                                              "now; try again") from None
+        return c.admit(rec)
+
     async def _seat(self, rec: Any, limit: int) -> None:
         """Write a member row; the database refuses it when the network is full."""
         if not await self.store.add_member(rec, limit):
-            if self.cluster is not None:   # our count was stale: reload the network
+            if self.cluster is not None:   # our view was stale: reload the network
                 await self.cluster.refresh_network(rec.network)
+            self.coord.network(rec.network)   # deleted meanwhile: say that, not "full"
             raise self.coord.full(rec.network)
 
     def relay_grants(self, key: str) -> list[m.RelayGrant]:
