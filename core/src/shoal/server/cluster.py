@@ -23,6 +23,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+import asyncpg
+
 from shoal.control import messages as m
 from shoal.server.pg_store import LEASE_RENEW, SWEEP_INTERVAL, Listener, PostgresStore
 from shoal.server.store import StoreUnavailable
@@ -92,6 +94,9 @@ class ClusterSync:
             except StoreUnavailable:
                 # Not lost: the listener's reconnection reloads everything.
                 pass
+            except asyncpg.PostgresError as e:
+                log.error("cluster: reading changes failed (%s); they are read again at the "
+                          "next full reload", e)
 
     async def _apply(self, nets: list[str], keys: list[str]) -> None:
         coord, srv = self.server.coord, self.server
@@ -174,3 +179,5 @@ class ClusterSync:
                     self.server.deliver(self.server.coord.remote_offline(key))
             except StoreUnavailable:
                 pass
+            except asyncpg.PostgresError as e:
+                log.error("cluster: lease renewal or sweep failed: %s", e)

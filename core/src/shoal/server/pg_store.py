@@ -62,7 +62,9 @@ MIGRATION_LOCK = 7400_0001   # pg_advisory_xact_lock key: one migrator at a time
 Job = tuple[str, tuple[Any, ...], str | None]   # sql, args, notification payload
 
 _DOWN_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-                asyncpg.CannotConnectNowError, asyncio.TimeoutError, TimeoutError)
+                asyncpg.exceptions.OperatorInterventionError,       # shutting down, starting
+                asyncpg.exceptions.InsufficientResourcesError,      # too many connections
+                asyncio.TimeoutError, TimeoutError)
 
 NODE_COLS = "public_key, name, virtual_ip, created, last_seen"
 NET_COLS = "name, password_hash, owner, join_mode, member_limit, type, created"
@@ -202,9 +204,16 @@ class PostgresStore:
         assert self.pool is not None
         try:
             async with self.pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
-                return await fn(conn)
+                result = await fn(conn)
         except _DOWN_ERRORS as e:
+            self._down(e)
             raise StoreUnavailable(f"cannot reach the database: {_why(e)}") from None
+        except asyncpg.PostgresError as e:
+            # Not expected (the schema is ours): refuse this one operation, in one line.
+            log.error("database refused an operation: %s", e)
+            raise StoreUnavailable(f"the database refused the operation: {e}") from None
+        self._up()
+        return result
 
     async def load_all(self) -> tuple[Snapshot, list[RouteRecord], list[PresenceRecord]]:
         async def go(conn: asyncpg.Connection) -> Any:
@@ -393,12 +402,7 @@ class PostgresStore:
                       ordered: bool = True) -> Any:
         if ordered:   # after this server's own queued writes (a leave, then a join)
             await self.flush()
-        try:
-            result = await self._fetch(fn)
-        except StoreUnavailable as e:
-            self._down(e)
-            raise
-        return result
+        return await self._fetch(fn)
 
     async def claim_node(self, n: NodeRecord) -> NodeRecord | None:
         async def go(conn: asyncpg.Connection) -> NodeRecord | None:
