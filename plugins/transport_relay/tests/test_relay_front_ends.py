@@ -32,3 +32,48 @@ def test_attached_front_end_forwards_to_and_from_the_core():
     service.forget(("mem", "conn-b"))
     service.receive(p.encode_send(p.node_id(B_KEY), b"lost"), ("mem", "conn-a"))
     assert len(sent) == 3 and service.core.counters.dropped_no_destination == 1
+
+
+WALL = 1_800_000_000.0
+A_UDP, A_WSS, B_UDP = ("udp", ("198.51.100.1", 1)), ("wss", "conn-a"), ("udp", ("198.51.100.2", 2))
+
+
+def alloc_at(core: p.RelayCore, key: bytes, addr: object, ts_ms: int, now: float = 0.0
+             ) -> tuple[list, bytes]:
+    expires = int(WALL) + 3600
+    msg = p.encode_alloc(p.make_token(SECRET, key, expires), key, expires, ts_ms)
+    return core.handle(msg, addr, now, WALL), msg
+
+
+def send(core: p.RelayCore, src: object, dst_key: bytes, now: float = 1.0) -> list:
+    return core.handle(p.encode_send(p.node_id(dst_key), b"x"), src, now, WALL)
+
+
+def test_a_node_on_two_front_ends_is_answered_where_it_last_sent_from():
+    core = p.RelayCore(SECRET)
+    ms = int(WALL * 1000)
+    alloc_at(core, A_KEY, A_UDP, ms)
+    alloc_at(core, B_KEY, B_UDP, ms)
+    alloc_at(core, A_KEY, A_WSS, ms + 10)          # the same node connects over WSS too
+    assert send(core, B_UDP, A_KEY)[0][0] == A_WSS  # the newest way in is used ...
+    assert send(core, A_UDP, B_KEY)                 # ... until A sends over UDP
+    assert send(core, B_UDP, A_KEY)[0][0] == A_UDP
+    assert send(core, A_WSS, B_KEY)                 # A sends over WSS now ...
+    assert send(core, B_UDP, A_KEY)[0][0] == A_WSS  # ... so it is answered there
+    alloc_at(core, A_KEY, A_UDP, ms + 20, now=2.0)  # a UDP refresh does not take it back
+    assert send(core, B_UDP, A_KEY, now=2.5)[0][0] == A_WSS
+    core.forget(A_WSS)                              # the WebSocket closed
+    assert send(core, B_UDP, A_KEY, now=3.0)[0][0] == A_UDP
+
+
+def test_replayed_alloc_cannot_add_a_front_end_and_same_front_end_moves():
+    core = p.RelayCore(SECRET)
+    ms = int(WALL * 1000)
+    _, msg = alloc_at(core, A_KEY, A_UDP, ms)
+    assert core.handle(msg, ("wss", "evil"), 1.0, WALL) == []   # replay on another front end
+    assert ("wss", "evil") not in core.by_addr and core.counters.refused == 1
+    moved = ("udp", ("198.51.100.9", 9))                          # NAT rebind: new UDP port
+    alloc_at(core, A_KEY, moved, ms + 5)
+    assert A_UDP not in core.by_addr and core.by_id[p.node_id(A_KEY)].addr == moved
+    core.expire(p.REGISTRATION_TTL + 1)
+    assert not core.by_id and not core.by_addr and not core.sides

@@ -20,6 +20,20 @@ a 1420-byte interface MTU still fits a 1500-byte path. ALLOC registers (or
 refreshes) the sender's address for its key; SEND is accepted only from a
 registered address and forwarded only to a registered destination, within the
 sender's byte-rate budget. Registrations lapse after ``REGISTRATION_TTL``.
+
+Front ends: an address is ``(front end, where)``, e.g. ``("udp", (ip, port))``,
+``("tcp", conn)``, ``("wss", conn)``. A node may be registered on several front
+ends at once (its relay client on UDP and its WSS client), at most one address
+per front end: an ALLOC from a new address on the same front end moves that
+registration (a NAT rebind, a reconnect). Packets for a node go to its *active*
+registration: the one it last sent a SEND from or last added or moved (a
+client that just connected is the way in use), or the one refreshed while the
+active one has gone quiet (``ACTIVE_QUIET``). So the relay answers a node on
+whichever way it is using now.
+
+Replay: an ALLOC must carry a newer timestamp than every ALLOC accepted for
+that key before it may add or move a registration, and newer than its own
+registration's last one to refresh it.
 """
 
 from __future__ import annotations
@@ -37,6 +51,7 @@ ALLOCED_MSG = struct.Struct(">2sBQ")
 ID_LEN = 8
 HEADER_LEN = 3 + ID_LEN
 REGISTRATION_TTL = 60.0
+ACTIVE_QUIET = 20.0      # an active registration silent this long yields to a fresh ALLOC
 CLOCK_SKEW_MS = 120_000
 REFUSE_BAD_GRANT, REFUSE_EXPIRED, REFUSE_NOT_REGISTERED = 1, 2, 3
 
@@ -93,15 +108,24 @@ class RelayCounters:
     refused: int = 0
 
 
+def front_end(addr: Hashable) -> Hashable:
+    """The front end an address belongs to (``"udp"``, ``"tcp"``, ``"wss"``...)."""
+    return addr[0] if isinstance(addr, tuple) and addr else None
+
+
 @dataclass
 class RelayCore:
-    """Forwarding state of one relay (shared by its UDP and TCP sides)."""
+    """Forwarding state of one relay (shared by all its front ends)."""
 
     secret: bytes
     rate_bytes_per_s: float = 12_500_000.0   # 100 Mbit/s per node
     burst_bytes: float = 2_000_000.0
+    #: node id -> its active registration (where packets for it go)
     by_id: dict[bytes, Registration] = field(default_factory=dict)
+    #: every registered address (a node has at most one per front end)
     by_addr: dict[Hashable, Registration] = field(default_factory=dict)
+    #: node id -> front end -> registration
+    sides: dict[bytes, dict[Hashable, Registration]] = field(default_factory=dict)
     counters: RelayCounters = field(default_factory=RelayCounters)
 
     def handle(self, data: bytes, addr: Hashable, now: float, wall: float
@@ -132,21 +156,35 @@ class RelayCore:
             self.counters.refused += 1
             return [(addr, encode_refused(REFUSE_EXPIRED))]
         nid = node_id(key)
-        reg = self.by_id.get(nid)
-        if reg is not None:
-            if ts_ms <= reg.last_ts:  # replayed ALLOC: must not move the registration
+        sides = self.sides.setdefault(nid, {})
+        fe = front_end(addr)
+        reg = sides.get(fe)
+        fresh = reg is None or reg.addr != addr
+        if not fresh:
+            assert reg is not None
+            if ts_ms <= reg.last_ts:
                 self.counters.refused += 1
                 return []
-            if reg.addr != addr:
-                self.by_addr.pop(reg.addr, None)
-            reg.addr, reg.expires, reg.last_ts, reg.seen = addr, expires, ts_ms, now
         else:
+            # a new address for this key: must be newer than anything seen for the key,
+            # so a replayed ALLOC can neither add nor move a registration
+            if ts_ms <= max((r.last_ts for r in sides.values()), default=-1):
+                self.counters.refused += 1
+                return []
             old = self.by_addr.get(addr)
             if old is not None:  # another key moved onto this address
-                self.by_id.pop(node_id(old.key), None)
-            reg = Registration(key, addr, expires, ts_ms, now, self.burst_bytes, now)
+                self._drop(old)
+            if reg is not None:  # same front end, new address: the registration moves
+                self.by_addr.pop(reg.addr, None)
+                reg.addr = addr
+            else:
+                reg = Registration(key, addr, expires, ts_ms, now, self.burst_bytes, now)
+                sides[fe] = reg
+            self.by_addr[addr] = reg
+        reg.expires, reg.last_ts, reg.seen = expires, ts_ms, now
+        active = self.by_id.get(nid)
+        if fresh or active is None or now - active.seen > ACTIVE_QUIET:
             self.by_id[nid] = reg
-        self.by_addr[addr] = reg
         return [(addr, encode_alloced(ts_ms))]
 
     def _send(self, data: bytes, addr: Hashable, now: float) -> list[tuple[Hashable, bytes]]:
@@ -169,18 +207,34 @@ class RelayCore:
             return []
         src.tokens -= n
         src.seen = now
+        sid = node_id(src.key)
+        if self.by_id.get(sid) is not src:
+            self.by_id[sid] = src   # the node sends this way now: answer it this way
         self.counters.forwarded += 1
         self.counters.forwarded_bytes += n
-        return [(dst.addr, b"SR\x04" + node_id(src.key) + data[HEADER_LEN:])]
+        return [(dst.addr, b"SR\x04" + sid + data[HEADER_LEN:])]
+
+    def _drop(self, reg: Registration) -> None:
+        """Remove one registration; another of the same node (newest seen) becomes active."""
+        self.by_addr.pop(reg.addr, None)
+        nid = node_id(reg.key)
+        sides = self.sides.get(nid, {})
+        if sides.get(front_end(reg.addr)) is reg:
+            del sides[front_end(reg.addr)]
+        if self.by_id.get(nid) is reg:
+            del self.by_id[nid]
+            if sides:
+                self.by_id[nid] = max(sides.values(), key=lambda r: r.seen)
+        if not sides:
+            self.sides.pop(nid, None)
 
     def forget(self, addr: Hashable) -> None:
-        """A TCP connection closed: drop its registration."""
-        reg = self.by_addr.pop(addr, None)
-        if reg is not None and self.by_id.get(node_id(reg.key)) is reg:
-            del self.by_id[node_id(reg.key)]
+        """A connection (TCP, WSS) closed: drop its registration."""
+        reg = self.by_addr.get(addr)
+        if reg is not None:
+            self._drop(reg)
 
     def expire(self, now: float) -> None:
-        for nid, reg in list(self.by_id.items()):
+        for reg in list(self.by_addr.values()):
             if now - reg.seen > REGISTRATION_TTL:
-                del self.by_id[nid]
-                self.by_addr.pop(reg.addr, None)
+                self._drop(reg)
