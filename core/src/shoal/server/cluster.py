@@ -104,12 +104,12 @@ class ClusterSync:
             # Rows read while this server changes the same network may predate that
             # change: write ours first, and read again if one started meanwhile.
             touched = self.store.touched
-            before = {name: touched.get(name, 0) for name in nets}
+            before = {name: touched.get(f"n {name}", 0) for name in nets}
             await self.store.flush()
             rows, members, nodes, routes = await self.store.load_networks(nets)
             by_name = {n.name: n for n in rows}
             for name in nets:
-                if touched.get(name, 0) != before[name]:
+                if touched.get(f"n {name}", 0) != before[name]:
                     self._nets.add(name)
                     self._wake.set()
                     continue
@@ -118,11 +118,19 @@ class ClusterSync:
                                                 [r for r in routes if r.network == name]))
                 self.applied += 1
         if keys:
+            touched = self.store.touched
+            before = {key: touched.get(f"p {key}", 0) for key in keys}
+            await self.store.flush()
             pres, nodes = await self.store.load_presence(keys)
             for n in nodes:
                 coord.known_node(n)
             found = {p.public_key: p for p in pres}
             for key in keys:
+                if touched.get(f"p {key}", 0) != before[key]:
+                    # the node just logged in or out here: our own write decides
+                    self._keys.add(key)
+                    self._wake.set()
+                    continue
                 p = found.get(key)
                 if p is None:
                     srv.deliver(coord.remote_offline(key))
@@ -148,9 +156,10 @@ class ClusterSync:
             self.server.moved_away(p.public_key)
             remote[p.public_key] = (p.endpoints, m.NatInfo.model_validate(p.nat))
         self.server.deliver(self.server.coord.resync(*snap, remote, routes))
-        stale = {n for n, count in self.store.touched.items() if touched.get(n) != count}
+        stale = [k for k, count in self.store.touched.items() if touched.get(k) != count]
         if stale:   # changed here while the snapshot was read: read those again
-            self._nets |= stale
+            self._nets |= {k[2:] for k in stale if k.startswith("n ")}
+            self._keys |= {k[2:] for k in stale if k.startswith("p ")}
             self._wake.set()
         self.resyncs += 1
         log.info("cluster: state loaded (%d nodes, %d networks, %d online elsewhere)",

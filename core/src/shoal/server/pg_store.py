@@ -150,8 +150,9 @@ class PostgresStore:
         self._progress = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self.available = True
-        # Per network: how many of this server's own changes were started. A reader
-        # that saw the count move while it read knows its rows may predate them.
+        # Per "n NETWORK" / "p KEY": how many of this server's own changes were started.
+        # A reader that saw the count move while it read knows its rows may predate them.
+        # (One entry per network and node this server changed: bounded by the state.)
         self.touched: dict[str, int] = {}
         self.writes = 0
         self.notifications_sent = 0
@@ -255,14 +256,16 @@ class PostgresStore:
         return result  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ queued writes
-    def _touch(self, network: str) -> None:
-        self.touched[network] = self.touched.get(network, 0) + 1
+    def _touch(self, kind: str, ident: str) -> None:
+        k = f"{kind} {ident}"
+        self.touched[k] = self.touched.get(k, 0) + 1
 
     def _queue(self, sql: str, args: tuple[Any, ...], notify: str | None) -> None:
         if len(self._jobs) >= WRITE_QUEUE_MAX:
             raise StoreUnavailable("the database is unreachable and the write queue is full")
-        if notify is not None and notify.split(" ", 2)[1] == "n":
-            self._touch(notify.split(" ", 2)[2])
+        if notify is not None:
+            _, kind, ident = notify.split(" ", 2)
+            self._touch(kind, ident)
         self._jobs.append((sql, args, notify))
         self._queued += 1
         self._wake.set()
@@ -427,11 +430,11 @@ class PostgresStore:
         return result
 
     async def add_member(self, m: MemberRecord, limit: int) -> bool:
-        self._touch(m.network)
+        self._touch("n", m.network)
         try:
             return await self._add_member(m, limit)
         finally:
-            self._touch(m.network)
+            self._touch("n", m.network)
 
     async def _add_member(self, m: MemberRecord, limit: int) -> bool:
         async def go(conn: asyncpg.Connection) -> bool:
@@ -457,11 +460,11 @@ class PostgresStore:
         return result
 
     async def create_network(self, net: NetworkRecord, owner: MemberRecord) -> bool:
-        self._touch(net.name)
+        self._touch("n", net.name)
         try:
             return await self._create_network(net, owner)
         finally:
-            self._touch(net.name)
+            self._touch("n", net.name)
 
     async def _create_network(self, net: NetworkRecord, owner: MemberRecord) -> bool:
         async def go(conn: asyncpg.Connection) -> bool:
