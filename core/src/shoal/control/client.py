@@ -93,10 +93,6 @@ class ControlClient:
     def server_key(self) -> bytes:
         return self.servers[self._current][1]
 
-    @server_key.setter
-    def server_key(self, key: bytes) -> None:
-        self.servers[self._current] = (self.servers[self._current][0], key)
-
     # ------------------------------------------------------------ public
     async def request(self, op: str, args: dict[str, Any]) -> Any:
         if not self.state.online or self._channel is None or self._writer is None:
