@@ -383,6 +383,21 @@ def cmd_ping(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stun_line(v: dict[str, Any]) -> str:
+    """One STUN server: where it came from and what it told (or why it told nothing)."""
+    head = f"{v['server']} ({v['origin']})"
+    if not v.get("reachable"):
+        return f"{head}: unreachable: {v.get('error') or 'no answer'}"
+    told = f"public {v.get('public_endpoint')}"
+    if v.get("rtt_ms") is not None:
+        told += f", rtt {v['rtt_ms']:.1f} ms"
+    if v.get("mapping"):
+        told += f", mapping {v['mapping']}, filtering {v['filtering']}"
+    elif not v.get("rfc5780"):
+        told += ", no RFC 5780 (no OTHER-ADDRESS)"
+    return f"{head}: {told}"
+
+
 def cmd_netcheck(args: argparse.Namespace) -> int:
     r = api.call(_socket_path(args), "netcheck", timeout=30)
     if args.json:
@@ -395,8 +410,11 @@ def cmd_netcheck(args: argparse.Namespace) -> int:
     elif not nat.get("udp", True):
         print("nat      UDP is blocked: peers are reached through the relay (TCP)")
     else:
-        print(f"nat      mapping {nat['mapping']}, filtering {nat['filtering']}")
+        by = f" (told by {nat['server']})" if nat.get("server") else ""
+        print(f"nat      mapping {nat['mapping']}, filtering {nat['filtering']}{by}")
         print(f"public   {nat.get('public_endpoint') or '-'}")
+    for v in (nat or {}).get("stun") or []:
+        print(f"stun     {_stun_line(v)}")
     relay = r.get("relay")
     if relay is None:
         print("relay    none (the 'relay' plugin is not enabled)")

@@ -39,20 +39,23 @@ class NodeProc:
         return next((p for p in self.status(lab)["peers"] if p["name"] == name), None)
 
 
-def server_config(lab: Lab, relay: bool = True, extra: str = "") -> Path:
+def server_config(lab: Lab, relay: bool = True, extra: str = "", discovery: bool = True
+                  ) -> Path:
     relay_cfg = f'''plugins = ["relay"]
 [plugin.relay]
 listen_udp = "{SERVER_IP}:{RELAY_PORT}"
 listen_tcp = "{SERVER_IP}:{RELAY_PORT}"
 ''' if relay else ""
+    endpoints = (f'discovery = ["{SERVER_IP}:3478", "{SERVER_IP}:3479", "{SERVER_IP2}:3478", '
+                 f'"{SERVER_IP2}:3479"]\n' if discovery else "")
     return lab.write("server.toml", f'''state_dir = "{lab.dir}/server"
 listen = "{SERVER_IP}:{CONTROL_PORT}"
-discovery = ["{SERVER_IP}:3478", "{SERVER_IP}:3479", "{SERVER_IP2}:3478", "{SERVER_IP2}:3479"]
-{extra}{relay_cfg}''')
+{endpoints}{extra}{relay_cfg}''')
 
 
-def start_server(lab: Lab, ns: str, relay: bool = True, extra: str = "") -> ServerProc:
-    cfg = server_config(lab, relay, extra)
+def start_server(lab: Lab, ns: str, relay: bool = True, extra: str = "",
+                 discovery: bool = True) -> ServerProc:
+    cfg = server_config(lab, relay, extra, discovery)
     key = lab.shoal(ns, "server", "init", "-c", str(cfg)).stdout.strip().splitlines()[-1]
     proc = lab.spawn(ns, [SHOAL, "server", "run", "-c", str(cfg)], "server")
     wait_until(lambda: "listening" in lab.log_text("server"), 10, what="the server to listen")

@@ -66,6 +66,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from shoal import stun
 from shoal.server import discovery
 from shoal.testing.netlab import Lab, can_run, wait_until
 
@@ -294,7 +295,7 @@ def router_rules(lab: Lab, site: Site) -> str:
 class Answer:
     mapped: tuple[str, int]        # our address as the server saw it
     source: tuple[str, int]        # where the answer came from
-    responder: int                 # endpoint index the server says it answered from
+    other: tuple[str, int] | None  # OTHER-ADDRESS the server announced
 
 
 @dataclass(frozen=True)
@@ -345,13 +346,14 @@ class Classification:
 
 def binding_request(sock: socket.socket, server: tuple[str, int], flags: int = 0,
                     tries: int = 3, timeout: float = 0.3) -> Answer | None:
-    """One discovery exchange: sent up to ``tries`` times, ``timeout`` seconds apart.
+    """One STUN Binding exchange: sent up to ``tries`` times, ``timeout`` seconds apart.
 
-    Datagrams that are not the answer to this request (late answers to earlier ones,
-    noise) are skipped. Leaves the socket's timeout changed; ``classify`` restores it.
+    ``flags`` are CHANGE-REQUEST bits. Datagrams that are not the answer to this
+    request (late answers to earlier ones, noise) are skipped. Leaves the socket's
+    timeout changed; ``classify`` restores it.
     """
     txid = os.urandom(12)
-    req = discovery.encode_request(txid, flags)
+    req = stun.encode(stun.binding_request(flags, txid))
     for _ in range(tries):
         sock.sendto(req, server)
         deadline = time.monotonic() + timeout
@@ -363,9 +365,14 @@ def binding_request(sock: socket.socket, server: tuple[str, int], flags: int = 0
                 break
             except OSError:  # e.g. ICMP errors reported on connected/RECVERR sockets
                 continue
-            resp = discovery.decode_response(data)
-            if resp is not None and resp[0] == txid:
-                return Answer(mapped=resp[1], source=(src[0], src[1]), responder=resp[2])
+            try:
+                msg = stun.decode(data)
+                if msg.transaction_id != txid or msg.message_class != stun.Class.RESPONSE:
+                    continue
+                b = stun.BindingAnswer.from_message(msg)
+            except stun.StunError:
+                continue
+            return Answer(mapped=b.mapped, source=(src[0], src[1]), other=b.other)
     return None
 
 
@@ -403,12 +410,12 @@ def classify(sock: socket.socket, a1: str, a2: str, p1: int = DISCOVERY_PORTS[0]
             return Classification(local=local, mapped=None)
         observed = {f"{a1}:{p1}": r1.mapped}
 
-        both = binding_request(sock, (a1, p1), discovery.CHANGE_IP | discovery.CHANGE_PORT,
+        both = binding_request(sock, (a1, p1), stun.CHANGE_IP | stun.CHANGE_PORT,
                                tries, timeout)
         if both is not None and both.source == (a2, p2):
             filtering = EI
         else:
-            port = binding_request(sock, (a1, p1), discovery.CHANGE_PORT, tries, timeout)
+            port = binding_request(sock, (a1, p1), stun.CHANGE_PORT, tries, timeout)
             filtering = AD if port is not None and port.source == (a1, p2) else APD
 
         mapping: str | None = None
@@ -433,7 +440,7 @@ def burst(sock: socket.socket, server: tuple[str, int], count: int = 100,
     """Send ``count`` requests at once; how many were answered within ``wait`` seconds."""
     pending = {os.urandom(12) for _ in range(count)}
     for txid in pending:
-        sock.sendto(discovery.encode_request(txid), server)
+        sock.sendto(stun.encode(stun.binding_request(0, txid)), server)
     answered = 0
     deadline = time.monotonic() + wait
     while pending and (left := deadline - time.monotonic()) > 0:
@@ -442,9 +449,12 @@ def burst(sock: socket.socket, server: tuple[str, int], count: int = 100,
             data = sock.recv(2048)
         except (TimeoutError, BlockingIOError):
             break
-        resp = discovery.decode_response(data)
-        if resp is not None and resp[0] in pending:
-            pending.discard(resp[0])
+        try:
+            tid = stun.decode(data).transaction_id
+        except stun.StunError:
+            continue
+        if tid in pending:
+            pending.discard(tid)
             answered += 1
     return answered
 
@@ -526,7 +536,7 @@ def _endpoint(value: str) -> tuple[str, int]:
 
 
 async def _serve(endpoints: list[str], tcp: str | None) -> None:
-    await discovery.serve(endpoints)
+    await discovery.serve(endpoints, rate=1e6)  # bursts are part of the lab's tests
     if tcp:
         async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             peer = writer.get_extra_info("peername")

@@ -2,11 +2,15 @@
 
 What it does for the node:
 
-1. After each login, discovers the NAT (``nat_discovery``) on the node's own
-   UDP socket and reports candidates to the server: the server-reflexive one
-   as soon as test I answers (trickle), the NAT class when classification is
-   done; test I is repeated every ``REFRESH`` seconds so a NAT rebind is
-   noticed and re-announced quickly.
+1. After each login, discovers the NAT (``nat_discovery``, STUN) on the node's
+   own UDP socket against the coordination server's discovery endpoints and
+   the ``stun`` servers of its settings, and reports candidates to the
+   server: the server-reflexive one as soon as test I answers (trickle), the
+   NAT class when classification is done; test I is repeated every
+   ``REFRESH`` seconds so a NAT rebind is noticed and re-announced quickly.
+   STUN answers share the socket with tunnel traffic: the engine hands over
+   datagrams whose first byte is a STUN type byte, and only those with the
+   magic cookie (``shoal.stun.is_stun``) are taken.
 2. For every peer the server announces, runs a ``CheckList`` over the peer's
    candidates with authenticated probes; learns peer-reflexive candidates
    from incoming checks; selects the best working pair and moves the peer's
@@ -30,17 +34,27 @@ from shoal.config import parse_endpoint
 from shoal.control import messages as m
 from shoal.control.client import host_addresses
 from shoal.peer import Peer
+from shoal.stun import is_stun
+from shoal.stun_client import StunClient
 
 from shoal_traversal_ice import probe as pr
 from shoal_traversal_ice.birthday import Opener, Sprayer
 from shoal_traversal_ice.checklist import CandidateType, CheckList, Pair
-from shoal_traversal_ice.nat_discovery import APDM, EIM, Discovery, NatResult, classify
+from shoal_traversal_ice.nat_discovery import (
+    APDM,
+    EIM,
+    NatResult,
+    ServerView,
+    StunAsker,
+    discover,
+    test_one,
+)
 
 log = logging.getLogger(__name__)
 
 TICK = 0.01
 REFRESH = 2.0
-DISCOVERY_BYTE = 0x53  # "S" of "SHD1"
+STUN_FIRST_BYTES = (0x00, 0x01)  # STUN message types used here; is_stun checks the cookie
 
 
 class PunchSocket:
@@ -100,7 +114,9 @@ class Agent:
         self.engine: Any = None
         self.peers: dict[bytes, PeerTraversal] = {}
         self.nat = NatResult(udp=True)
-        self.discovery: Discovery | None = None
+        self.stun = StunClient(self._send_main)
+        self.ask = StunAsker(self.stun)
+        self.stun_servers: list[tuple[str, str]] = []   # (host:port, origin)
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._classified = False
@@ -111,7 +127,8 @@ class Agent:
         self.engine = node.engine
         self._loop = asyncio.get_running_loop()
         self.engine.datagram_handlers[pr.TYPE_PROBE] = self._on_probe
-        self.engine.datagram_handlers[DISCOVERY_BYTE] = self._on_discovery
+        for b in STUN_FIRST_BYTES:
+            self.engine.datagram_handlers[b] = self._on_stun
         self._tasks.append(self._loop.create_task(self._run()))
 
     def close(self) -> None:
@@ -130,13 +147,110 @@ class Agent:
 
     # ------------------------------------------------------------ discovery
     def on_welcome(self, welcome: m.Welcome) -> None:
-        self.discovery = Discovery(welcome.discovery, self._send_main)
+        servers = [(e, "coordination server") for e in welcome.discovery[:1]
+                   if self.settings.use_server_stun]
+        servers += [(e, "config") for e in self.settings.stun]
+        self.stun_servers = servers
         assert self._loop is not None
         self._tasks.append(self._loop.create_task(self._discover()))
 
-    def _on_discovery(self, data: bytes, addr: Any, via: Any) -> None:
-        if self.discovery is None or not self.discovery.on_datagram(data):
+    def _on_stun(self, data: bytes, addr: Any, via: Any) -> None:
+        if not is_stun(data) or not self.stun.on_datagram(data, addr):
             self.engine.drops.malformed += 1
+
+    async def _resolve(self) -> list[tuple[tuple[str, int], ServerView]]:
+        """Each configured server as an address (names resolved now) and a fresh view."""
+        assert self._loop is not None
+        out = []
+        for text, origin in self.stun_servers:
+            view = ServerView(server=text, origin=origin)
+            host, _, port = text.rpartition(":")
+            try:
+                infos = await self._loop.getaddrinfo(host.strip("[]"), int(port),
+                                                     family=socket.AF_INET,
+                                                     type=socket.SOCK_DGRAM)
+                view.address = (infos[0][4][0], infos[0][4][1])
+                out.append((view.address, view))
+            except (OSError, ValueError, IndexError):
+                view.error = f"cannot resolve {host}"
+                out.append((("0.0.0.0", 0), view))
+        return [(a, v) for a, v in out if a[1]] + [(a, v) for a, v in out if not a[1]]
+
+    async def _classify(self, on_public: Any = None) -> NatResult:
+        servers = await self._resolve()
+        reachable = [(a, v) for a, v in servers if a[1]]
+        local_ips = host_addresses(self.node.cfg.interface.name)
+        result = await discover(self.ask, reachable, local_ips, on_public)
+        result.servers = [v for _, v in servers]
+        return result
+
+    async def _discover(self) -> None:
+        if not self.stun_servers:
+            return
+
+        def on_public(addr: tuple[str, int]) -> None:
+            self.nat.public = addr
+            self._report()
+
+        result = await self._classify(on_public)
+        self.nat = result
+        self._classified = True
+        log.info("nat: mapping %s, filtering %s, public %s (stun %s)%s", result.mapping,
+                 result.filtering, result.public, result.server or "-",
+                 "" if result.udp else " (UDP blocked)")
+        for v in result.servers:
+            if v.error:
+                log.warning("stun %s: %s", v.server, v.error)
+        self._report()
+        for pt in self.peers.values():
+            self._plan_birthday(pt)
+        while True:  # notice rebinds: the public endpoint moves
+            await asyncio.sleep(REFRESH)
+            target = self._refresh_target()
+            if target is None:
+                continue
+            a = await self.ask(target, 0)
+            public = a.mapped if a is not None else None
+            if public is not None and public != self.nat.public:
+                log.info("nat: public endpoint moved %s -> %s", self.nat.public, public)
+                self.nat.public = public
+                self.nat.udp = True
+                self._report()
+                for pt in self.peers.values():
+                    for p in pt.checks.pairs:
+                        p.next_at = 0.0
+                    self._replan(pt)
+
+    def _refresh_target(self) -> tuple[str, int] | None:
+        """The server whose test I tracks the public endpoint (the one that classified)."""
+        for v in self.nat.servers:
+            if v.reachable and (v.server == self.nat.server or self.nat.server is None):
+                return v.address
+        return None
+
+    async def netcheck(self) -> dict[str, Any]:
+        """Fresh test I against every server; a full classification only if none stands.
+
+        Re-running the filtering tests on a socket that already talked to the
+        servers' other addresses would find those filters open, so a standing
+        classification is kept and only reachability, RTT and public endpoints
+        are measured again.
+        """
+        if not self.stun_servers:
+            return self.nat.as_dict()
+        if not self.nat.complete:
+            self.nat = await self._classify()
+            self._classified = True
+            return self.nat.as_dict()
+        servers = await self._resolve()
+        for addr, view in servers:
+            if addr[1]:
+                await test_one(self.ask, addr, view)
+            old = next((v for v in self.nat.servers if v.server == view.server), None)
+            if old is not None:
+                view.mapping, view.filtering = old.mapping, old.filtering
+        self.nat.servers = [v for _, v in servers]
+        return self.nat.as_dict()
 
     def _local_candidates(self) -> list[str]:
         port = self.main.local_endpoints()[0].rpartition(":")[2]
@@ -153,44 +267,6 @@ class Agent:
                         public_endpoint=(f"{self.nat.public[0]}:{self.nat.public[1]}"
                                          if self.nat.public else None), udp=self.nat.udp)
         ctl.report(m.Report(endpoints=endpoints, nat=nat))
-
-    async def _discover(self) -> None:
-        disc = self.discovery
-        assert disc is not None
-        if not disc.endpoints:
-            return
-        local_ips = host_addresses(self.node.cfg.interface.name)
-
-        def on_public(addr: tuple[str, int]) -> None:
-            self.nat.public = addr
-            self._report()
-
-        result = await classify(disc.ask, len(disc.endpoints), local_ips, on_public)
-        self.nat = result
-        self._classified = True
-        log.info("nat: mapping %s, filtering %s, public %s%s", result.mapping, result.filtering,
-                 result.public, "" if result.udp else " (UDP blocked)")
-        self._report()
-        for pt in self.peers.values():
-            self._plan_birthday(pt)
-        while True:  # notice rebinds: the public endpoint moves
-            await asyncio.sleep(REFRESH)
-            public = await disc.ask(0, 0)
-            if public is not None and public != self.nat.public:
-                log.info("nat: public endpoint moved %s -> %s", self.nat.public, public)
-                self.nat.public = public
-                self.nat.udp = True
-                self._report()
-                for pt in self.peers.values():
-                    for p in pt.checks.pairs:
-                        p.next_at = 0.0
-                    self._replan(pt)
-
-    async def netcheck(self) -> dict[str, Any]:
-        if self.discovery is not None and self.discovery.endpoints:
-            self.nat = await classify(self.discovery.ask, len(self.discovery.endpoints),
-                                      host_addresses(self.node.cfg.interface.name))
-        return self.nat.as_dict()
 
     # ------------------------------------------------------------ peers
     def on_peer(self, peer: Peer, info: m.PeerInfo) -> None:
@@ -342,7 +418,7 @@ class Agent:
             await asyncio.sleep(TICK)
             try:
                 self._tick()
-            except Exception:  # noqa: BLE001 - a timer bug must not stop traversal
+            except Exception:
                 log.exception("traversal tick failed")
 
     def _tick(self) -> None:
