@@ -358,3 +358,28 @@ def test_initiations_from_one_source_are_rate_limited():
         assert p.b.drops.rate_limited >= 100 - int(p.b.guard.burst)
         p.close()
     run(main())
+
+
+def test_stun_messages_go_to_the_stun_handler_whatever_their_first_byte():
+    from shoal import stun
+
+    async def main():
+        p = Pair()
+        await p.connect()
+        got = []
+        p.b.datagram_handlers[wire.TYPE_STUN] = lambda d, a, v: got.append((d[:2], a))
+        req = stun.encode(stun.binding_request())
+        resp = stun.encode(stun.Message(stun.Method.BINDING, stun.Class.RESPONSE,
+                                        attributes={"XOR-MAPPED-ADDRESS": A_EP}))
+        err = stun.encode(stun.error_response(stun.binding_request(), 420, "Unknown"))
+        for msg in (req, resp, err):
+            p.b.on_datagram(msg, ("203.0.113.10", 3478))
+        assert [k for k, _ in got] == [b"\x00\x01", b"\x01\x01", b"\x01\x11"]
+        before = p.b.drops.malformed
+        p.b.on_datagram(b"\x00\x01\x00\x00" + b"\x00" * 16, ("203.0.113.10", 3478))  # no cookie
+        assert p.b.drops.malformed == before + 1 and len(got) == 3
+        p.tun_a.inject(ipv4_packet(A_IP, B_IP, b"tunnel unaffected"))
+        await p.settle()
+        assert len(p.tun_b.delivered()) == 1
+        p.close()
+    run(main())

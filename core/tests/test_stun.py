@@ -134,7 +134,8 @@ def test_unknown_comprehension_required_attributes():
 
 def test_shoal_packets_are_never_stun():
     idx = int.from_bytes(stun.COOKIE, "little")  # even an index equal to the cookie
-    for prefix in (wire.INIT_PREFIX, wire.RESP_PREFIX, wire.DATA_PREFIX, bytes((5, 1, 0, 0))):
+    for prefix in (wire.INIT_PREFIX, wire.RESP_PREFIX, wire.COOKIE_PREFIX, wire.DATA_PREFIX,
+                   bytes((5, 1, 0, 0))):
         for size in (21, 24, 32, 48, 96, 148, 1420):  # none is as short as 20 bytes
             pkt = prefix + idx.to_bytes(4, "little") + bytes(size - 8)
             assert not stun.is_stun(pkt)

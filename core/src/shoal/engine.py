@@ -397,7 +397,9 @@ class Engine:
             elif head == wire.COOKIE_PREFIX:
                 self._on_cookie_reply(data)
             else:
-                h = self.datagram_handlers.get(data[0]) if data else None
+                # type 0 is STUN's, and only for messages that carry its magic cookie
+                t = wire.TYPE_STUN if wire.is_stun(data) else (data[0] or -1) if data else -1
+                h = self.datagram_handlers.get(t)
                 if h is None:
                     self.drops.malformed += 1
                 else:

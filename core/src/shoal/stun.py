@@ -29,7 +29,8 @@ apart from Shoal's own packets by the first two bits and the magic cookie::
 length field that is a multiple of 4 equal to the bytes that follow the
 header. Shoal's own packets (``shoal.wire``) carry two zero bytes at offsets
 2..3 and are all longer than 20 bytes, so none of them passes, and no STUN
-message parses as one of Shoal's (the node checks ``is_stun`` first).
+message parses as one of Shoal's: the engine hands every datagram ``is_stun``
+accepts to the handler of ``wire.TYPE_STUN`` (0), whatever its first byte.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aioice import stun as _aio
+
+from shoal import wire
 
 Message = _aio.Message
 Method = _aio.Method
@@ -90,11 +93,7 @@ class StunError(ValueError):
     """Not a well-formed STUN message; the caller drops and counts it."""
 
 
-def is_stun(data: bytes) -> bool:
-    """Cheap demultiplexing test (RFC 8489 §6.3 / RFC 7983 style), no parsing."""
-    n = len(data)
-    return (n >= HEADER_LEN and data[0] < 0x40 and data[4:8] == COOKIE and n % 4 == 0
-            and int.from_bytes(data[2:4], "big") == n - HEADER_LEN)
+is_stun = wire.is_stun   # cheap demultiplexing test (RFC 8489 §6.3), no parsing
 
 
 def decode(data: bytes) -> Message:

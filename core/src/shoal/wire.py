@@ -50,6 +50,10 @@ TYPE_HANDSHAKE_INIT = 1
 TYPE_HANDSHAKE_RESP = 2
 TYPE_COOKIE_REPLY = 3
 TYPE_DATA = 4
+# STUN messages (RFC 8489) share the socket: whatever their first byte (0x00 or 0x01, which
+# overlaps type 1), a datagram ``is_stun`` accepts is dispatched to the handler of type 0.
+TYPE_STUN = 0
+STUN_COOKIE = b"\x21\x12\xa4\x42"
 
 HEADER = struct.Struct("<BBHI")          # type, version, zero, index
 DATA_HEADER = struct.Struct("<BBHIQ")    # type, version, zero, receiver, counter
@@ -73,6 +77,15 @@ CIPHER_CHACHA20_POLY1305 = 1
 CIPHER_AES_256_GCM = 2
 CIPHER_NAMES = {CIPHER_CHACHA20_POLY1305: "chacha20-poly1305", CIPHER_AES_256_GCM: "aes-256-gcm"}
 CIPHER_IDS = {v: k for k, v in CIPHER_NAMES.items()}
+
+
+def is_stun(data: bytes) -> bool:
+    """A STUN message: top two bits zero, magic cookie at offset 4, length field that
+    matches (a multiple of 4). Shoal packets carry zero bytes at offsets 2..3 and are
+    longer than 20 bytes, so none of them passes (see shoal.stun)."""
+    n = len(data)
+    return (n >= 20 and data[4:8] == STUN_COOKIE and data[0] < 0x40 and n % 4 == 0
+            and int.from_bytes(data[2:4], "big") == n - 20)
 
 
 class MalformedPacket(ValueError):

@@ -8,9 +8,9 @@ What it does for the node:
    server: the server-reflexive one as soon as test I answers (trickle), the
    NAT class when classification is done; test I is repeated every
    ``REFRESH`` seconds so a NAT rebind is noticed and re-announced quickly.
-   STUN answers share the socket with tunnel traffic: the engine hands over
-   datagrams whose first byte is a STUN type byte, and only those with the
-   magic cookie (``shoal.stun.is_stun``) are taken.
+   STUN answers share the socket with tunnel traffic: the engine hands every
+   datagram with STUN's magic cookie (``wire.is_stun``) to the handler of
+   ``wire.TYPE_STUN``.
 2. For every peer the server announces, runs a ``CheckList`` over the peer's
    candidates with authenticated probes; learns peer-reflexive candidates
    from incoming checks; selects the best working pair and moves the peer's
@@ -30,11 +30,11 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from shoal import wire
 from shoal.config import parse_endpoint
 from shoal.control import messages as m
 from shoal.control.client import host_addresses
 from shoal.peer import Peer
-from shoal.stun import is_stun
 from shoal.stun_client import StunClient
 
 from shoal_traversal_ice import probe as pr
@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 
 TICK = 0.01
 REFRESH = 2.0
-STUN_FIRST_BYTES = (0x00, 0x01)  # STUN message types used here; is_stun checks the cookie
 
 
 class PunchSocket:
@@ -127,8 +126,7 @@ class Agent:
         self.engine = node.engine
         self._loop = asyncio.get_running_loop()
         self.engine.datagram_handlers[pr.TYPE_PROBE] = self._on_probe
-        for b in STUN_FIRST_BYTES:
-            self.engine.datagram_handlers[b] = self._on_stun
+        self.engine.datagram_handlers[wire.TYPE_STUN] = self._on_stun
         self._tasks.append(self._loop.create_task(self._run()))
 
     def close(self) -> None:
@@ -155,7 +153,7 @@ class Agent:
         self._tasks.append(self._loop.create_task(self._discover()))
 
     def _on_stun(self, data: bytes, addr: Any, via: Any) -> None:
-        if not is_stun(data) or not self.stun.on_datagram(data, addr):
+        if not self.stun.on_datagram(data, addr):
             self.engine.drops.malformed += 1
 
     async def _resolve(self) -> list[tuple[tuple[str, int], ServerView]]:
