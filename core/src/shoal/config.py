@@ -231,7 +231,16 @@ class StaticPeer(Strict):
     @field_validator("endpoint")
     @classmethod
     def _ep(cls, v: str | None) -> str | None:
-        return None if v is None else _check_endpoint(v)
+        """``ADDRESS:PORT`` on the main transport, or ``PLUGIN=TEXT`` for another
+        plugin's transport (that transport parses TEXT when the node starts)."""
+        if v is None:
+            return None
+        plugin, sep, rest = v.partition("=")
+        if sep:
+            if not NAME_RE.match(plugin) or not rest:
+                raise ValueError("expected ADDRESS:PORT or PLUGIN=ENDPOINT")
+            return v
+        return _check_endpoint(v)
 
     @field_validator("virtual_ip")
     @classmethod

@@ -6,12 +6,12 @@ dict lookup, one AEAD call and one syscall. No hook call, no task, no log call
 per packet; counters are plain attribute increments. Everything slow (hand-
 shakes, timers, status, path choice) happens outside the loops.
 
-Paths: a peer is sent to with ``peer.send(packet, peer.endpoint)``, where
-``send`` belongs to the transport (``peer.via``) the peer was last reached on:
-the node's UDP socket, an extra socket opened for hole punching, or a relay.
-An authenticated packet arriving by another path moves the peer there
-(roaming), unless ``path_policy`` says to stay (e.g. keep a working direct
-path rather than follow a late packet from the relay).
+Paths: a peer is sent to with ``peer.send(packet, peer.endpoint)``, copies of
+the peer's one ``Path`` (transport, endpoint, kind; see path.py) kept for the
+hot loop. The path changes only through ``Peer.set_path``. An authenticated
+packet arriving by another path moves the peer there (roaming), unless
+``path_policy`` says to stay (e.g. keep a working direct path rather than
+follow a late packet from the relay).
 
 Modes: ``tun`` routes IPv4/IPv6 packets by destination address; ``tap``
 routes Ethernet frames by destination MAC. In both, a packet from a peer must
@@ -37,7 +37,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from cryptography.exceptions import InvalidTag
 
@@ -46,6 +45,7 @@ from shoal.cookie import CookieChecker, Verdict
 from shoal.frames import FrameHandler
 from shoal.handshake import HandshakeError
 from shoal.identity import StaticKeypair
+from shoal.path import Path
 from shoal.peer import IndexTable, Peer, Timers
 from shoal.routing.rules import PrefixTable
 from shoal.transport import Endpoint, Transport
@@ -63,9 +63,10 @@ TICK_INTERVAL = 0.25
 ZERO4 = b"\x00\x00\x00\x00"
 
 #: handler(data, addr, via) for datagrams of a registered first byte (probes, discovery).
-DatagramHandler = Callable[[bytes, Endpoint, Any], None]
-#: path_policy(peer, addr, via) -> True to move the peer to this path.
-PathPolicy = Callable[[Peer, Endpoint, Any], bool]
+DatagramHandler = Callable[[bytes, Endpoint, Transport], None]
+#: path_policy(peer, path) -> True to move the peer to this path (it just carried
+#: an authenticated packet from the peer).
+PathPolicy = Callable[[Peer, Path], bool]
 
 
 @dataclass
@@ -86,7 +87,7 @@ class DropCounters:
     backlog_full: int = 0     # initiation dropped: too many waiting to be answered
 
 
-def always_roam(peer: Peer, addr: Endpoint, via: Any) -> bool:
+def always_roam(peer: Peer, path: Path) -> bool:
     return True
 
 
@@ -126,24 +127,32 @@ class Engine:
     def _route_keys(self, p: Peer) -> list[bytes]:
         return [p.mac] if self.l2 else [p.vip_packed, p.vip6_packed]
 
+    def _path(self, ep: Endpoint | Path) -> Path:
+        return ep if isinstance(ep, Path) else Path.over(self.transport, ep)
+
     def add_peer(self, name: str, public_key: bytes, virtual_ip: str,
-                 endpoint: Endpoint | None, candidates: list[Endpoint] | None = None) -> Peer:
-        """Add a peer, or update the name, address and candidates of a known one."""
+                 endpoint: Endpoint | Path | None,
+                 candidates: list[Endpoint | Path] | None = None) -> Peer:
+        """Add a peer, or update the name, address and candidates of a known one.
+
+        Plain endpoints are on the main transport; ``Path`` values name their own.
+        """
         if public_key == self.local.public:
             raise ValueError(f"peer {name!r} has this node's own public key")
+        first = None if endpoint is None else self._path(endpoint)
         p = self.peers.get(public_key)
         if p is None:
-            p = Peer(name, public_key, virtual_ip, endpoint, self.table, self.timers)
-            p.via, p.send = self.transport, self.transport.send
+            p = Peer(name, public_key, virtual_ip, first, self.table, self.timers)
             self.peers[public_key] = p
-        else:  # the path (endpoint, via) is left to roaming and the traversal agent
+        else:  # the path is left to roaming and path choice
             p.name = name
             if p.virtual_ip != virtual_ip:
                 self._unroute(p)
                 p.set_virtual_ip(virtual_ip)
-            if p.endpoint is None:
-                p.endpoint = endpoint
-        p.candidates = list(candidates or ([] if endpoint is None else [endpoint]))
+            if p.path is None and first is not None:
+                p.set_path(first, "announced")
+        p.candidates = ([self._path(c) for c in candidates] if candidates
+                        else ([] if first is None else [first]))
         for k in self._route_keys(p):
             self.routes[k] = p
         return p
@@ -172,8 +181,8 @@ class Engine:
         await self.transport.start(loop, self.on_datagram)
         # The transport may rebind its send at start: refresh what peers hold.
         for p in self.peers.values():
-            if p.via is self.transport:
-                p.send = self.transport.send
+            if p.path is not None and p.path.transport is self.transport:
+                p.set_path(p.path, "transport started")
         loop.add_reader(self.tun_fd, self.on_interface_readable)
         if autotick:
             self._tick_task = loop.create_task(self._tick_loop())
@@ -219,10 +228,9 @@ class Engine:
         """
         self._send(peer.send, pkt, peer.endpoint)
         if peer.current is None:
-            main = self.transport.send
-            for ep in peer.candidates:
-                if ep != peer.endpoint:
-                    self._send(main, pkt, ep)
+            for c in peer.candidates:
+                if c != peer.path:
+                    self._send(c.transport.send, pkt, c.endpoint)
 
     # ------------------------------------------------------------ hot path: interface -> peer
     def on_interface_readable(self) -> None:
@@ -309,7 +317,7 @@ class Engine:
         return True
 
     # ------------------------------------------------------------ hot path: transport -> interface
-    def on_datagram(self, data: bytes, addr: Endpoint, via: Any = None) -> None:
+    def on_datagram(self, data: bytes, addr: Endpoint, via: Transport | None = None) -> None:
         """A datagram from a transport; ``via`` is that transport (None: the main one)."""
         if data[:4] == wire.DATA_PREFIX and len(data) >= 32:
             s = self.table.sessions.get(int.from_bytes(data[4:8], "little"))
@@ -364,15 +372,13 @@ class Engine:
         return src == peer.vip6_packed or (src[:2] == b"\xfe\x80" and pt[24] == 0xFF)
 
     # ------------------------------------------------------------ slow path
-    def _roam(self, peer: Peer, addr: Endpoint, via: Any) -> None:
-        if not self.path_policy(peer, addr, via):
+    def _roam(self, peer: Peer, addr: Endpoint, via: Transport) -> None:
+        path = peer.path
+        if path is not None and path.endpoint == addr and path.transport is via:
             return
-        if addr != peer.endpoint or via is not peer.via:
-            log.info("peer %s: path %s %s -> %s %s", peer.name, getattr(peer.via, "name", "?"),
-                     peer.endpoint, getattr(via, "name", "?"), addr)
-        peer.endpoint = addr
-        peer.via = via
-        peer.send = via.send
+        path = Path.over(via, addr)
+        if self.path_policy(peer, path):
+            peer.set_path(path, "authenticated packet arrived on it")
 
     def _confirm(self, peer: Peer) -> None:
         peer.confirm_next()
@@ -383,7 +389,7 @@ class Engine:
             self.send_to_peer(peer, pkt)
         self.on_peer_up(peer)
 
-    def _control_datagram(self, data: bytes, addr: Endpoint, via: Any) -> None:
+    def _control_datagram(self, data: bytes, addr: Endpoint, via: Transport | None) -> None:
         head = data[:4]
         try:
             if head == wire.INIT_PREFIX:
@@ -464,7 +470,7 @@ class Engine:
         # the next retry carries the cookie (mac2); the retry timer is already running
         log.debug("peer %s: under load, got a cookie", peer.name)
 
-    def _on_initiation(self, msg: wire.HandshakeInit, addr: Endpoint, via: Any) -> None:
+    def _on_initiation(self, msg: wire.HandshakeInit, addr: Endpoint, via: Transport) -> None:
         found: list[Peer] = []
 
         def accept(remote_static: bytes, ts: int) -> bool:
@@ -483,7 +489,7 @@ class Engine:
         self._send(via.send, resp.packet, addr)
         log.debug("peer %s: answered handshake from %s", peer.name, addr)
 
-    def _on_response(self, msg: wire.HandshakeResp, addr: Endpoint, via: Any) -> None:
+    def _on_response(self, msg: wire.HandshakeResp, addr: Endpoint, via: Transport) -> None:
         peer = self.table.pending.get(msg.receiver)
         if peer is None:
             raise HandshakeError("response to no pending handshake")

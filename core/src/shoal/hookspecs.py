@@ -8,6 +8,8 @@ Rules (ARCHITECTURE §2, STYLE habit 6):
 * Registration hooks take a ``register`` callback: plugins add things, the core
   owns the list (the llm/datasette habit).
 * Hook names are ``shoal_<area>_<verb>``.
+* A node plugin's whole per-node life hangs off the object ``shoal_node_plugin``
+  returns (``shoal.plugin_api``): transports, handlers, events, status.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ if TYPE_CHECKING:
 
     from shoal.frames import FrameHandler
     from shoal.identity import StaticKeypair
+    from shoal.plugin_api import NodeHandle, NodePlugin
     from shoal.plugin_context import PluginContext
-    from shoal.transport import Transport
 
 PROJECT = "shoal"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -53,72 +55,15 @@ def shoal_identity_load_keypair(state_dir: Path, create: bool) -> StaticKeypair 
     """
 
 
-# ------------------------------------------------------------------ discovery
+# ----------------------------------------------------------------------- node
 @hookspec
-def shoal_discovery_register_probes(
-    register: Callable[[str, Callable[..., Any]], None], context: PluginContext
-) -> None:
-    """Register NAT-discovery probes (RFC 5780 style) run after login.
+def shoal_node_plugin(node: NodeHandle) -> NodePlugin | None:
+    """Return this plugin's per-node object (``shoal.plugin_api.NodePlugin``), or None.
 
-    ``register(name, probe)``; a probe is an ``async`` callable returning a dict
-    of findings that the node merges into ``status.node.nat``.
-    """
-
-
-# ------------------------------------------------------------------ traversal
-@hookspec
-def shoal_traversal_create(context: PluginContext) -> Any | None:
-    """Return a traversal agent (candidate gathering, connectivity checks) or None."""
-
-
-# ------------------------------------------------------------------ transport
-@hookspec
-def shoal_transport_create(context: PluginContext) -> Transport | None:
-    """Return a transport this plugin provides (UDP socket, relay client, ...), or None.
-
-    Called once at node start. The transport's ``send`` is called on the data
-    path, so it must be a cheap, non-blocking call.
-    """
-
-
-# --------------------------------------------------------------------- frames
-@hookspec
-def shoal_frames_register_handlers(
-    register: Callable[[FrameHandler], None], context: PluginContext
-) -> None:
-    """Register frame handlers for frames unicast routing does not cover.
-
-    Broadcast, multicast and non-IP frames read from the interface are offered
-    to the registered handlers in registration order.
-    """
-
-
-# ------------------------------------------------------------------ lifecycle
-@hookspec
-def shoal_lifecycle_node_up(context: PluginContext) -> None:
-    """The node is up: interface configured, transports bound."""
-
-
-@hookspec
-def shoal_lifecycle_node_down(context: PluginContext) -> None:
-    """The node is shutting down; release what the plugin holds."""
-
-
-@hookspec
-def shoal_lifecycle_peer_up(context: PluginContext, peer_name: str, public_key: str) -> None:
-    """A tunnel to a peer has completed its handshake."""
-
-
-@hookspec
-def shoal_lifecycle_peer_down(context: PluginContext, peer_name: str, public_key: str) -> None:
-    """A tunnel to a peer was torn down or timed out."""
-
-
-@hookspec
-def shoal_status_extend(status: dict[str, Any], context: PluginContext) -> None:
-    """Add this plugin's figures to ``shoal status --json`` (e.g. ``status["ipx"] = {...}``).
-
-    Extend only: never change or remove keys the contract defines.
+    Called once per node start, for each enabled plugin in ``plugins = [...]``
+    order, with a handle bound to this plugin. Everything the plugin does for the
+    node (transports, data-path handlers, traversal, status) hangs off the
+    returned object; keep per-node state there, never in module globals.
     """
 
 
@@ -130,6 +75,8 @@ def shoal_server_register_services(
     """Add services to the coordination server (e.g. a relay): ``register(name, start)``.
 
     ``start`` is an ``async`` callable run inside the server's event loop.
+    ``context.server`` is a ``shoal.plugin_api.ServerHandle`` (relay grants,
+    objects shared between server plugins).
     """
 
 
@@ -140,8 +87,8 @@ def shoal_metrics_register_collectors(
 ) -> None:
     """Add Prometheus collectors to the ``[metrics]`` endpoint of a node or a server.
 
-    Called once when the endpoint starts (``context.node`` or ``context.server`` is
-    set). A collector (``prometheus_client.registry.Collector``) reads the plugin's
+    Called once when the endpoint starts (``context.server`` is set on a server;
+    on a node it is None: node plugins read their own state). A collector (``prometheus_client.registry.Collector``) reads the plugin's
     own counters in ``collect()`` at scrape time; never update metrics per packet.
     Names start with ``shoal_<plugin>_``.
     """

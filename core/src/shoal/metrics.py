@@ -149,7 +149,13 @@ async def start_node_metrics(node: Any) -> MetricsEndpoint | None:
     if listen is None:
         return None
     reg = new_registry(NodeCollector(node))
-    node.pm.hook.shoal_metrics_register_collectors(register=reg.register, context=node.context)
+    from shoal.plugin_context import PluginContext
+
+    node.pm.hook.shoal_metrics_register_collectors(
+        register=reg.register, context=PluginContext(node.cfg, node.settings))
+    for slot in node.slots:
+        for c in slot.plugin.collectors():
+            reg.register(c)
     ep = MetricsEndpoint(listen, reg)
     await ep.start()
     return ep

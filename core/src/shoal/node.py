@@ -3,6 +3,11 @@
 This is the asyncio shell around the sans-IO pieces. ``Node.run`` returns when
 ``stop`` is set (SIGINT/SIGTERM in ``shoal up``) and always releases the
 interface, the sockets and the API socket on the way out.
+
+Plugins take part through the contract in ``shoal.plugin_api`` only: each
+enabled plugin's ``shoal_node_plugin`` hook is called with its own
+``NodeHandle`` (in ``plugins = [...]`` order, which is preference), and the
+returned ``NodePlugin`` offers transports and receives events.
 """
 
 from __future__ import annotations
@@ -11,28 +16,33 @@ import asyncio
 import functools
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pluggy
+from pydantic import BaseModel
 
 from shoal import __version__, wire
 from shoal.addressing import ipv6_for, mac_for_key, mac_str
 from shoal.api import ApiServer
-from shoal.config import NodeConfig, parse_endpoint, plugin_settings
+from shoal.config import NodeConfig, plugin_settings
 from shoal.control import messages as m
 from shoal.control.client import ControlClient, host_addresses
 from shoal.engine import Engine
-from shoal.errors import ShoalError
+from shoal.errors import PluginError, ShoalError
 from shoal.identity import StaticKeypair, decode_public_key
 from shoal.metrics import MetricsEndpoint, start_node_metrics
 from shoal.path_report import path_reports
+from shoal.node_handle import HandleRegistry, PluginHandle
+from shoal.path import Path as PeerPath
+from shoal.path_control import PathControl
 from shoal.peer import Peer, Timers
-from shoal.plugin_context import PluginContext
+from shoal.plugin_api import NodePlugin
 from shoal.plugins import load_plugins
 from shoal.routing.manager import RouteManager
-from shoal.transport import Transport
+from shoal.transport import PathKind, Readiness, Transport, endpoint_text
 from shoal.tun import LinuxTun, TunDevice
 
 log = logging.getLogger(__name__)
@@ -53,12 +63,25 @@ def load_keypair(cfg: NodeConfig, pm: pluggy.PluginManager, create: bool = True)
     return kp  # type: ignore[no-any-return]
 
 
+STATIC_NETWORK = ("static",)
+
+
+@dataclass
+class PluginSlot:
+    """One enabled plugin's per-node object, its handle and its transports."""
+
+    name: str
+    plugin: NodePlugin
+    handle: PluginHandle
+    transports: list[Transport] = field(default_factory=list)
+
+
 class Node:
     def __init__(self, cfg: NodeConfig, pm: pluggy.PluginManager | None = None,
                  tun_factory: TunFactory = linux_tun, config_path: str = "node.toml") -> None:
         self.cfg = cfg
         self.pm = pm or load_plugins(cfg.plugins)
-        self.context = PluginContext(cfg, plugin_settings(cfg, self.pm, config_path), node=self)
+        self.settings: dict[str, BaseModel] = plugin_settings(cfg, self.pm, config_path)
         self.tun_factory = tun_factory
         self.keypair: StaticKeypair | None = None
         self.engine: Engine | None = None
@@ -66,29 +89,75 @@ class Node:
         self.api: ApiServer | None = None
         self.metrics: MetricsEndpoint | None = None
         self.control: ControlClient | None = None
-        self.transports: list[Any] = []
-        self.traversal: Any = None
+        self.slots: list[PluginSlot] = []
+        #: every transport, in preference order (``plugins`` order, then each plugin's order)
+        self.transports: list[Transport] = []
+        self.registry = HandleRegistry()
+        self.paths = PathControl({}, self.transports)
+        self._transport_plugin: dict[int, str] = {}
         self.routing: RouteManager | None = None
         self._stale: dict[bytes, float] = {}   # peers missing from a snapshot: key -> deadline
         self.server_peers: dict[bytes, m.PeerInfo] = {}   # tunnels the server asked for
         self.offline_peers: dict[bytes, m.PeerInfo] = {}  # known members, now offline
+        self._static_keys = {decode_public_key(p.public_key) for p in cfg.peers}
         self._address = cfg.interface.address
         self.ready = asyncio.Event()
 
-    def _transports(self) -> Transport:
-        """All transports plugins offer; returns the main one (the first direct one)."""
-        self.transports = [t for t in self.pm.hook.shoal_transport_create(context=self.context)
-                           if t]
-        direct = [t for t in self.transports if getattr(t, "kind", "direct") == "direct"]
+    # ------------------------------------------------------------ plugins
+    def _create_plugins(self) -> Transport:
+        """Call every plugin's ``shoal_node_plugin`` in preference order; returns the main
+        transport (the first direct one)."""
+        hook = self.pm.hook.shoal_node_plugin
+        impls = {impl.plugin_name: impl for impl in hook.get_hookimpls()}
+        for name, _ in self.pm.list_name_plugin():   # registration order = config order
+            impl = impls.get(name)
+            if impl is None:
+                continue
+            handle = PluginHandle(self, name)
+            kwargs = {"node": handle}
+            obj = impl.function(**{k: kwargs[k] for k in impl.argnames})
+            if obj is None:
+                continue
+            if not isinstance(obj, NodePlugin):
+                raise PluginError(f"plugin {name!r}: shoal_node_plugin returned a "
+                                  f"{type(obj).__name__}, not a shoal.plugin_api.NodePlugin")
+            slot = PluginSlot(name, obj, handle)
+            for t in obj.transports():
+                if not isinstance(t, Transport):
+                    raise PluginError(f"plugin {name!r} offered a {type(t).__name__}, "
+                                      "not a shoal.transport.Transport")
+                slot.transports.append(t)
+                self.transports.append(t)
+                self._transport_plugin[id(t)] = name
+            self.slots.append(slot)
+        direct = [t for t in self.transports if t.kind is PathKind.DIRECT]
         if not direct:
             raise ShoalError("no transport plugin is enabled: add \"udp\" to 'plugins' "
                              "(pip install shoal-transport-udp)")
-        return direct[0]  # type: ignore[no-any-return]
+        return direct[0]
 
-    def relay(self) -> Any:
-        """The relay transport, if one is ready."""
+    def plugin_of(self, t: Transport) -> str | None:
+        return self._transport_plugin.get(id(t))
+
+    def _each(self, what: str, call: Callable[[NodePlugin], Any],
+              slots: Sequence[PluginSlot] | None = None) -> None:
+        """Run one event on every plugin; a failing plugin is logged, not fatal."""
+        for slot in slots if slots is not None else self.slots:
+            try:
+                call(slot.plugin)
+            except Exception:  # noqa: BLE001 - one plugin must not take the node down
+                log.exception("plugin %s failed in %s", slot.name, what)
+
+    def networks_of(self, key: bytes) -> Sequence[str]:
+        info = self.server_peers.get(key)
+        if info is not None:
+            return info.networks
+        return STATIC_NETWORK if key in self._static_keys else ()
+
+    def relay(self) -> Transport | None:
+        """The preferred ready relayed transport, if any."""
         for t in self.transports:
-            if getattr(t, "kind", None) == "relay" and getattr(t, "ready", False):
+            if t.kind is PathKind.RELAYED and t.readiness is Readiness.READY:
                 return t
         return None
 
@@ -97,38 +166,34 @@ class Node:
         self.keypair = load_keypair(cfg, self.pm)
         control_task: asyncio.Task[None] | None = None
         waiters: list[asyncio.Task[Any]] = []
-        transport = self._transports()
         t = cfg.tunnel
         timers = Timers(rekey_after_time=t.rekey_after_time,
                         rekey_after_messages=t.rekey_after_messages, keepalive=t.keepalive)
         ciphers = tuple(wire.CIPHER_IDS[c] for c in t.ciphers)
         try:
+            transport = self._create_plugins()
             self.tun = self.tun_factory(cfg, mac_for_key(self.keypair.public))
             self.engine = Engine(self.keypair, self.tun.fileno(), transport, ciphers, timers,
                                  mode=cfg.interface.mode)
             self.engine.on_peer_up = self._peer_up
-            self.pm.hook.shoal_frames_register_handlers(
-                register=self.engine.frame_handlers.append, context=self.context)
+            self.paths = PathControl(self.engine.peers, self.transports, self.engine.kick)
             for p in cfg.peers:
-                ep = parse_endpoint(p.endpoint) if p.endpoint else None
-                self.engine.add_peer(p.name, decode_public_key(p.public_key), p.virtual_ip, ep)
+                self.engine.add_peer(p.name, decode_public_key(p.public_key), p.virtual_ip,
+                                     self._static_path(p.endpoint, transport))
             await self.engine.start()
-            self.engine.path_policy = prefer_direct
+            self.engine.path_policy = self.paths.may_roam
             self.routing = RouteManager(
                 self.engine, lambda: self.tun.name if self.tun else None,
                 self.keypair.public_b64,
                 lambda: self.control.state.networks if self.control else [],
                 lambda: self.server_peers)
             loop = asyncio.get_running_loop()
-            for t in self.transports:
-                if t is not transport:
-                    await t.start(loop, functools.partial(self.engine.on_datagram, via=t))
-                if hasattr(t, "on_ready"):
-                    t.on_ready = self._relay_ready
-            agents = [a for a in self.pm.hook.shoal_traversal_create(context=self.context) if a]
-            self.traversal = agents[0] if agents else None
-            if self.traversal is not None:
-                self.traversal.start(self)
+            for tr in self.transports:
+                tr.watch(self._readiness)
+                if tr is not transport:
+                    await tr.start(loop, functools.partial(self.engine.on_datagram, via=tr))
+            for slot in self.slots:   # a plugin that cannot start stops the node, loudly
+                slot.plugin.start()
             waiters.append(asyncio.create_task(self._expire_stale()))
             self.api = ApiServer(cfg.api_socket, self.handle_api)
             await self.api.start()
@@ -137,7 +202,6 @@ class Node:
                 self.control = self._control_client(
                     [(a, decode_public_key(k)) for a, k in cfg.server.endpoints()])
                 control_task = asyncio.create_task(self.control.run())
-            self.pm.hook.shoal_lifecycle_node_up(context=self.context)
             log.info("node %s up: %s, key %s", cfg.name, self.virtual_ip or "(address from server)",
                      self.keypair.public_b64)
             self.ready.set()
@@ -152,11 +216,64 @@ class Node:
                 assert self.control is not None
                 await self.control.bye()
                 control_task.cancel()
-            for t in waiters:
-                t.cancel()
+            for w in waiters:
+                w.cancel()
             await self.close()
 
+    def _static_path(self, endpoint: str | None, main: Transport) -> PeerPath | None:
+        """A ``[[peers]]`` endpoint: ``host:port`` on the main transport, or
+        ``<plugin>=<text>`` on that plugin's transport."""
+        if not endpoint:
+            return None
+        t, text = self._split_candidate(endpoint, main)
+        if t is None:
+            raise ShoalError(f"peers: endpoint {endpoint!r} names no enabled transport plugin")
+        try:
+            return PeerPath.over(t, t.parse_endpoint(text))
+        except ValueError as e:
+            raise ShoalError(f"peers: endpoint {endpoint!r}: {e}") from None
+
+    def _split_candidate(self, text: str, main: Transport) -> tuple[Transport | None, str]:
+        name, sep, rest = text.partition("=")
+        if not sep:
+            return main, text
+        for t in self.transports:
+            if self.plugin_of(t) == name:
+                return t, rest
+        return None, rest
+
+    def _readiness(self, t: Transport, old: Readiness, new: Readiness, reason: str) -> None:
+        self.paths.readiness(t, old, new, reason, list(self.server_peers))
+
     # ------------------------------------------------------------ control plane
+    def _candidates(self, main_endpoints: list[str]) -> list[str]:
+        """What this node announces: the main transport's endpoints, then the other
+        transports' candidates as ``<plugin>=<text>`` (the server keeps 16)."""
+        out = list(main_endpoints)
+        main = self.engine.transport if self.engine else None
+        for t in self.transports:
+            if t is not main:
+                out += [f"{self.plugin_of(t)}={c}" for c in t.candidates()]
+        return out[:16]
+
+    def announce(self, endpoints: list[str], nat: m.NatInfo) -> None:
+        if self.control is not None:
+            self.control.report(m.Report(endpoints=self._candidates(endpoints), nat=nat))
+
+    def send_signal(self, peer_key: bytes, kind: str, data: str) -> None:
+        if self.control is not None:
+            self.control.signal(peer_key, kind, data)
+
+    def _on_signal(self, sig: m.Signal) -> None:
+        handler = self.registry.signal_handlers.get(sig.kind)
+        if handler is None:
+            log.debug("signal of unknown kind %r dropped", sig.kind)
+            return
+        try:
+            handler(decode_public_key(sig.sender), sig.data)
+        except Exception:  # noqa: BLE001 - a plugin bug must not end the control session
+            log.exception("signal handler for %r failed", sig.kind)
+
     def _control_client(self, servers: list[tuple[str, bytes]]) -> ControlClient:
         assert self.keypair is not None and self.engine is not None
         engine = self.engine
@@ -164,7 +281,8 @@ class Node:
 
         def endpoints() -> list[str]:
             port = udp_port()
-            return [f"{ip}:{port}" for ip in host_addresses(iface)] if port else []
+            return self._candidates([f"{ip}:{port}" for ip in host_addresses(iface)]
+                                    if port else [])
 
         def udp_port() -> int:
             for ep in engine.transport.local_endpoints():
@@ -174,28 +292,24 @@ class Node:
         return ControlClient(self.keypair, self.cfg.name, servers, None, endpoints,
                              udp_port, self._on_welcome, self._on_peers, self._join_configured,
                              on_networks=self._refresh_routes,
-                             paths=lambda: path_reports(self.engine))
+                             paths=lambda: path_reports(self.engine),
+                             on_signal=self._on_signal)
 
     def _refresh_routes(self) -> None:
         if self.routing is not None:
             self.routing.refresh()
 
     def _on_welcome(self, w: m.Welcome) -> None:
-        for t in self.transports:
-            if hasattr(t, "on_welcome"):
-                t.on_welcome(w)
-        if self.traversal is not None:
-            self.traversal.on_welcome(w)
         address = f"{w.virtual_ip}/{w.prefix_len}"
         if address != self._address:
             if self.tun is not None and hasattr(self.tun, "set_address"):
                 self.tun.set_address(address)
             self._address = address
+        self._each("on_login", lambda p: p.on_login(w))
 
     def _on_peers(self, msg: m.Peers) -> None:
         eng = self.engine
         assert eng is not None
-        static = {decode_public_key(p.public_key) for p in self.cfg.peers}
         if msg.full:
             # After a re-login (e.g. the server restarted) peers that have not
             # logged in again yet are missing from the snapshot. Tunnels that
@@ -212,38 +326,29 @@ class Node:
                     self._peer_gone(key)
         for info in msg.up:
             key = decode_public_key(info.public_key)
-            if key in static or key == self.keypair.public:  # type: ignore[union-attr]
+            if key in self._static_keys or key == self.keypair.public:  # type: ignore[union-attr]
                 continue
             candidates = []
             for e in info.endpoints:
+                t, text = self._split_candidate(e, eng.transport)
+                if t is None:
+                    continue  # a transport this node does not have
                 try:
-                    candidates.append(parse_endpoint(e))
+                    candidates.append(PeerPath.over(t, t.parse_endpoint(text)))
                 except ValueError:
                     continue
             existing = eng.peers.get(key)
             peer = eng.add_peer(info.name, key, info.virtual_ip,
                                 candidates[0] if candidates else None, candidates)
-            relay = self.relay()
-            if existing is None and relay is not None:
-                # Start on the relay at once; a direct path takes over when one answers.
-                peer.via, peer.send, peer.endpoint = relay, relay.send, relay.endpoint_for(key)
+            if existing is None:
+                self.paths.start_peer(peer)
             self.server_peers[key] = info
             self.offline_peers.pop(key, None)
             self._stale.pop(key, None)
-            if self.traversal is not None:
-                self.traversal.on_peer(peer, info)
+            self._each("on_peer", lambda p, peer=peer, info=info: p.on_peer(peer, info))
         for k in msg.down:
             self._peer_gone(decode_public_key(k))
         self._refresh_routes()
-
-    def _relay_ready(self, relay: Any) -> None:
-        """A relay became usable: peers without a working tunnel try through it at once."""
-        assert self.engine is not None
-        for key in self.server_peers:
-            p = self.engine.peers.get(key)
-            if p is not None and (p.current is None or getattr(p, "direct_dead", False)):
-                p.via, p.send, p.endpoint = relay, relay.send, relay.endpoint_for(key)
-                self.engine.kick(p)
 
     async def _expire_stale(self) -> None:
         while True:
@@ -256,16 +361,15 @@ class Node:
     def _peer_gone(self, key: bytes) -> None:
         assert self.engine is not None
         self._stale.pop(key, None)
-        if self.traversal is not None:
-            self.traversal.on_peer_gone(key)
+        self._each("on_peer_gone", lambda pl: pl.on_peer_gone(key))
         info = self.server_peers.pop(key, None)
         if info is not None:
             self.offline_peers[key] = info
+        self.paths.direct_lost.discard(key)
         p = self.engine.peers.get(key)
         if p is not None:
             self.engine.remove_peer(key)
-            self.pm.hook.shoal_lifecycle_peer_down(context=self.context, peer_name=p.name,
-                                                   public_key=p.public_key_b64)
+            self._each("on_peer_down", lambda pl: pl.on_peer_down(p))
 
     async def _join_configured(self) -> None:
         """Join (or create) the networks listed in the config, after each login."""
@@ -310,12 +414,7 @@ class Node:
                     log.error("network %s: route %s: %s", net.name, r.prefix, e)
 
     async def close(self) -> None:
-        if self.traversal is not None:
-            self.traversal.close()
-        try:
-            self.pm.hook.shoal_lifecycle_node_down(context=self.context)
-        except Exception:  # noqa: BLE001 - shutting down regardless
-            log.exception("plugin failed during shutdown")
+        self._each("stop", lambda p: p.stop(), slots=list(reversed(self.slots)))
         if self.api is not None:
             await self.api.close()
         if self.metrics is not None:
@@ -327,13 +426,13 @@ class Node:
         for t in self.transports:
             if self.engine is None or t is not self.engine.transport:
                 t.close()
+            t.set_readiness(Readiness.CLOSED, "node stopped")
         if self.tun is not None:
             self.tun.close()
         log.info("node %s stopped", self.cfg.name)
 
     def _peer_up(self, peer: Peer) -> None:
-        self.pm.hook.shoal_lifecycle_peer_up(context=self.context, peer_name=peer.name,
-                                             public_key=peer.public_key_b64)
+        self._each("on_peer_up", lambda p: p.on_peer_up(peer))
 
     @property
     def virtual_ip(self) -> str | None:
@@ -379,22 +478,25 @@ class Node:
             raise ShoalError("this node has no overlay address yet")
         rtts = await ping(self.virtual_ip, peer.virtual_ip, count, interval, timeout=2.0)
         return {"peer": peer.name, "virtual_ip": peer.virtual_ip, "rtt_ms": rtts,
-                "path": getattr(peer.via, "kind", "direct") if peer.current else "none",
-                "transport": getattr(peer.via, "name", None),
-                "endpoint": _fmt_endpoint(peer.endpoint)}
+                "path": path_word(peer) if peer.current else "none",
+                "transport": None if peer.via is None else peer.via.name,
+                "endpoint": endpoint_text(peer.endpoint)}
 
     async def netcheck(self) -> dict[str, Any]:
         """NAT behaviour (fresh discovery when an agent is present) and relay reachability."""
         out: dict[str, Any] = {"nat": None, "relay": None,
                                "server": self.control.server if self.control else None,
                                "online": bool(self.control and self.control.state.online)}
-        if self.traversal is not None:
-            out["nat"] = await self.traversal.netcheck()
+        for slot in self.slots:
+            nat = await slot.plugin.netcheck()
+            if nat is not None:
+                out["nat"] = nat
+                break
         for t in self.transports:
-            if getattr(t, "kind", None) == "relay":
-                out["relay"] = {"ready": getattr(t, "ready", False), "mode": getattr(t, "mode", None),
-                                "address": getattr(t, "relay", None),
-                                "rtt_ms": getattr(t, "rtt_ms", None)}
+            if t.kind is PathKind.RELAYED:
+                out["relay"] = {"transport": t.name, "ready": t.readiness is Readiness.READY,
+                                **t.describe()}
+                break
         return out
 
     def status(self) -> dict[str, Any]:
@@ -412,9 +514,9 @@ class Node:
                 "online": online,
                 "state": p.state.value,
                 "networks": info.networks if info else [],
-                "path": (getattr(p.via, "kind", "direct") if online else "none"),
-                "transport": getattr(p.via, "name", None) if online else None,
-                "endpoint": _fmt_endpoint(p.endpoint),
+                "path": path_word(p) if online else "none",
+                "transport": p.via.name if online and p.via is not None else None,
+                "endpoint": endpoint_text(p.endpoint),
                 "rtt_ms": None if p.rtt_ms is None else round(p.rtt_ms, 2),
                 "rx_bytes": p.stats.rx_bytes,
                 "tx_bytes": p.stats.tx_bytes,
@@ -459,32 +561,19 @@ class Node:
                 "virtual_ip6": ipv6_for(self.virtual_ip) if self.virtual_ip else None,
                 "listen": eng.transport.local_endpoints(),
                 "drops": eng.drop_counts(),
+                "transports": [{"plugin": self.plugin_of(t), "name": t.name,
+                                "kind": t.kind.value, "delivery": t.delivery.value,
+                                "readiness": t.readiness.value, **t.describe()}
+                               for t in self.transports],
             },
             "networks": networks,
             "peers": peers,
             "routes": self.routing.status() if self.routing else [],
         }
-        self.pm.hook.shoal_status_extend(status=status, context=self.context)
+        self._each("status", lambda p: p.status(status))
         return status
 
 
-def prefer_direct(peer: Peer, addr: Any, via: Any) -> bool:
-    """Path policy: follow the peer anywhere, except from a live direct path to the relay.
-
-    A direct path counts as live while the traversal agent has not declared it
-    dead (``peer.direct_dead``); without an agent, only a peer that has never
-    been reached directly is followed onto the relay.
-    """
-    if getattr(via, "kind", "direct") != "relay":
-        return True
-    if getattr(peer.via, "kind", "direct") == "relay":
-        return True
-    return bool(getattr(peer, "direct_dead", False)) or peer.current is None
-
-
-def _fmt_endpoint(ep: Any) -> str | None:
-    if ep is None:
-        return None
-    if isinstance(ep, tuple) and len(ep) >= 2:
-        return f"{ep[0]}:{ep[1]}"
-    return str(ep)
+def path_word(peer: Peer) -> str:
+    """``status --json`` ``path``: ``direct``, ``relay`` or ``none``."""
+    return "none" if peer.path is None else peer.path.kind.value

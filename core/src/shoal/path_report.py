@@ -10,9 +10,9 @@ from shoal.control import messages as m
 def peer_path(peer: Any, now: float) -> tuple[str, str | None]:
     """The peer's path kind (``direct``/``relay``/``none``) and the transport carrying it,
     as ``shoal status`` reports them."""
-    if not peer.online(now):
+    if not peer.online(now) or peer.path is None:
         return "none", None
-    return getattr(peer.via, "kind", "direct"), getattr(peer.via, "name", None)
+    return peer.path.kind.value, peer.path.transport.name
 
 
 def path_reports(engine: Any) -> list[m.PathReport]:

@@ -22,6 +22,11 @@ expiry             sessions older than ``REJECT_AFTER_TIME`` are dropped
 =================  ===========================================================
 
 Peers never touch sockets: methods return packets, the engine sends them.
+
+The path (``path``: transport, endpoint, kind) changes only through
+``set_path``, which logs the old path, the new one and why. ``via``,
+``endpoint`` and ``send`` are read-only copies of it kept for the data path (one attribute load
+each per packet instead of two).
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ from shoal.cookie import MacSealer
 from shoal.handshake import HandshakeError, Initiator, SessionKeys, new_index
 from shoal.identity import StaticKeypair, encode_key
 from shoal.routing.rules import SourceCheck
+from shoal.path import Path, path_text
 from shoal.session import REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, Session
+from shoal.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +62,7 @@ DEAD_AFTER = 15.0
 RESPONDER_REKEY_DELAY = 10.0
 STAGED_MAX = 128
 
-Endpoint = tuple  # transport-specific address, e.g. ("198.51.100.2", 41641)
+Endpoint = Any  # transport-specific address, e.g. ("198.51.100.2", 41641)
 
 
 def _no_path(data: bytes, endpoint: Endpoint) -> None:
@@ -100,7 +107,7 @@ class PeerStats:
 
 
 class Peer:
-    def __init__(self, name: str, public_key: bytes, virtual_ip: str, endpoint: Endpoint | None,
+    def __init__(self, name: str, public_key: bytes, virtual_ip: str, path: Path | None,
                  table: IndexTable, timers: Timers | None = None,
                  rng: Callable[[], float] = random.random) -> None:
         self.name = name
@@ -110,12 +117,15 @@ class Peer:
         # mac1/mac2 for handshake messages to this peer, and its cookie (cookie.py)
         self.macs = MacSealer(public_key)
         self.set_virtual_ip(virtual_ip)
-        self.endpoint = endpoint
-        # The path: the transport the peer is reached on and its send function
-        # (set by the engine; see engine.py "Paths").
-        self.via: Any = None
-        self.send: Callable[[bytes, Endpoint], None] = _no_path
-        self.candidates: list[Endpoint] = [] if endpoint is None else [endpoint]
+        self.path: Path | None = None
+        # Data-path copies of ``path``, written only by set_path:
+        self.via: Transport | None = None          # == path.transport
+        self.endpoint: Endpoint | None = None      # == path.endpoint
+        self.send: Callable[[bytes, Endpoint], None] = _no_path  # == path.transport.send
+        if path is not None:
+            self.set_path(path, "configured")
+        #: paths to try a handshake on while no tunnel is up (announced candidates)
+        self.candidates: list[Path] = [] if path is None else [path]
         # LAN prefixes this peer is the approved gateway for: packets from them are its own.
         self.routed = SourceCheck()
         self.table = table
@@ -146,6 +156,26 @@ class Peer:
         self.vip_packed = ipaddress.IPv4Address(virtual_ip).packed
         self.vip6_packed = ipaddress.IPv6Address(ipv6_for(virtual_ip)).packed
 
+    # ------------------------------------------------------------ path
+    def set_path(self, new: Path | None, reason: str) -> bool:
+        """Move the peer to ``new``; the only place a peer's path changes. True if it did."""
+        old = self.path
+        if new == old:
+            if new is not None:
+                self.send = new.transport.send  # a transport may rebind send when it starts
+            return False
+        log.info("peer %s: path %s -> %s (%s)", self.name, path_text(old), path_text(new), reason)
+        self.path = new
+        if new is None:
+            self.via, self.endpoint, self.send = None, None, _no_path
+        else:
+            self.via, self.endpoint, self.send = new.transport, new.endpoint, new.transport.send
+        return True
+
+    @property
+    def tunnel_up(self) -> bool:
+        return self.current is not None
+
     # ------------------------------------------------------------ state
     @property
     def state(self) -> PeerState:
@@ -166,10 +196,10 @@ class Peer:
     def begin_handshake(self, local: StaticKeypair, now: float, timestamp_ns: int,
                         ciphers: tuple[int, ...]) -> bytes | None:
         """Start (or restart) a handshake; returns the initiation to send, if possible."""
-        if self.endpoint is None:
+        if self.path is None:
             if not self.candidates:
                 return None
-            self.endpoint = self.candidates[0]
+            self.set_path(self.candidates[0], "first announced candidate")
         if self.initiator is not None:
             self.table.pending.pop(self.initiator.local_index, None)
         idx = self.table.allocate()

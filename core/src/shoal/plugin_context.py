@@ -1,26 +1,28 @@
-"""What hooks get to see of the running node or server."""
+"""What server-side and config hooks get to see (node plugins get a ``NodeHandle``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from shoal.plugin_api import ServerHandle
 
 
 @dataclass
 class PluginContext:
-    """Handed to hooks at start-up.
+    """Handed to server hooks at start-up.
 
-    ``config`` is the validated node or server config, ``settings`` maps plugin
-    name to its validated ``[plugin.NAME]`` model, ``node``/``server`` is the
-    running object (None while only the config is being checked).
+    ``config`` is the validated server config, ``settings`` maps plugin name to
+    its validated ``[plugin.NAME]`` model, ``server`` is the running server's
+    handle (None while only the config is being checked).
     """
 
     config: Any
     settings: dict[str, BaseModel] = field(default_factory=dict)
-    node: Any = None
-    server: Any = None
+    server: ServerHandle | None = None
 
     def settings_for(self, name: str) -> BaseModel | None:
         return self.settings.get(name)

@@ -30,46 +30,42 @@ def test_settings_validated():
 
 
 # ------------------------------------------------------------------ wiring into a node
+import asyncio
 from types import SimpleNamespace
 
-from shoal.identity import StaticKeypair, encode_key
-from shoal.plugin_context import PluginContext
-from shoal.testing.fakes import ipv4_packet
+from shoal.identity import StaticKeypair
+from shoal.testing.fakes import FakeNodeHandle, ipv4_packet
 from shoal_frames_broadcast.os_routes import route_commands
+from shoal_frames_broadcast.plugin import BroadcastPlugin
 
 
-def _fake_node(server_peers, static_peers=(), l2=False):
-    sent = []
-    engine = SimpleNamespace(peers={}, l2=l2, send_to_peer=lambda p, pkt: sent.append(p.name))
-    cfg = SimpleNamespace(peers=[SimpleNamespace(public_key=encode_key(k)) for k in static_peers])
-    node = SimpleNamespace(engine=engine, cfg=cfg, server_peers=server_peers, tun=None)
-    return node, sent
+def test_plugin_registers_a_flooder_that_uses_the_nodes_networks():
+    async def main():
+        pm = load_plugins(["broadcast"])
+        keys = {n: StaticKeypair.generate().public for n in ("bob", "carol", "static1", "x")}
+        node = FakeNodeHandle("broadcast")
+        node.interface = None  # no interface to watch
+        node.networks.update({keys["bob"]: ["lan", "games"], keys["carol"]: ["lan"],
+                              keys["static1"]: ["static"], keys["x"]: []})
+        for n, k in keys.items():
+            node.peer_map[k] = SimpleNamespace(name=n)
+        plugin = pm.hook.shoal_node_plugin(node=node)[0]
+        assert isinstance(plugin, BroadcastPlugin)
+        plugin.start()
+        assert len(node.frame_handlers) == 1
+        assert node.frame_handlers[0](ipv4_packet("100.64.0.2", "255.255.255.255")) is True
+        assert sorted(p.name for p, _ in node.sent) == ["bob", "carol", "static1"]
+        status = {"node": {}}
+        plugin.status(status)
+        b = status["broadcast"]
+        assert b["packets"] == 1 and b["copies"] == 3 and b["dropped_rate_limit"] == 0
+        assert b["networks"] == {"games": {"packets": 1, "copies": 1},
+                                 "lan": {"packets": 1, "copies": 2},
+                                 "static": {"packets": 1, "copies": 1}}
+        assert b["rate_limit_pps"] == 200 and b["burst"] == 200
+        plugin.stop()
 
-
-def test_plugin_registers_a_flooder_that_uses_the_servers_networks():
-    pm = load_plugins(["broadcast"])
-    keys = {n: StaticKeypair.generate().public for n in ("bob", "carol", "static1", "x")}
-    server_peers = {keys["bob"]: SimpleNamespace(networks=["lan", "games"]),
-                    keys["carol"]: SimpleNamespace(networks=["lan"]),
-                    keys["x"]: SimpleNamespace(networks=[])}
-    node, sent = _fake_node(server_peers, static_peers=[keys["static1"]])
-    for n, k in keys.items():
-        node.engine.peers[k] = SimpleNamespace(name=n)
-    ctx = PluginContext(config=None, node=node)
-    handlers = []
-    pm.hook.shoal_frames_register_handlers(register=handlers.append, context=ctx)
-    assert len(handlers) == 1
-    assert handlers[0](ipv4_packet("100.64.0.2", "255.255.255.255")) is True
-    assert sorted(sent) == ["bob", "carol", "static1"]
-    status = {"node": {}}
-    pm.hook.shoal_status_extend(status=status, context=ctx)
-    b = status["broadcast"]
-    assert b["packets"] == 1 and b["copies"] == 3 and b["dropped_rate_limit"] == 0
-    assert b["networks"] == {"games": {"packets": 1, "copies": 1},
-                             "lan": {"packets": 1, "copies": 2},
-                             "static": {"packets": 1, "copies": 1}}
-    assert b["rate_limit_pps"] == 200 and b["burst"] == 200
-    pm.hook.shoal_lifecycle_node_down(context=ctx)
+    asyncio.run(main())
 
 
 def test_route_commands():

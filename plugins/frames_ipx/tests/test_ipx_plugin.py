@@ -32,29 +32,27 @@ def test_settings_validated():
 # ------------------------------------------------------------------ wiring into a node
 from types import SimpleNamespace
 
-from shoal.identity import StaticKeypair, encode_key
+from shoal.identity import StaticKeypair
+from shoal.testing.fakes import FakeNodeHandle
 from shoal_frames_ipx.frame_counter import IpxFrameCounter
 from shoal_frames_ipx.framing import IpxFraming, frame_ipx
-from shoal_frames_ipx.plugin import IpxRuntime, IpxSettings
+from shoal_frames_ipx.plugin import IpxPlugin
 
 
 def test_bridge_peers_are_the_peers_sharing_a_network():
     keys = {n: StaticKeypair.generate().public for n in ("bob", "carol", "static1", "x")}
     vip = {"bob": b"\x64\x40\x00\x03", "carol": b"\x64\x40\x00\x04", "static1": b"\x64\x40\x00\x05",
            "x": b"\x64\x40\x00\x06"}
-    engine = SimpleNamespace(l2=False, peers={
-        k: SimpleNamespace(name=n, vip_packed=vip[n]) for n, k in keys.items()})
-    node = SimpleNamespace(
-        engine=engine, tun=None, virtual_ip="100.64.0.2",
-        cfg=SimpleNamespace(plugins=["ipx"],
-                            peers=[SimpleNamespace(public_key=encode_key(keys["static1"]))]),
-        server_peers={keys["bob"]: SimpleNamespace(networks=["lan"]),
-                      keys["carol"]: SimpleNamespace(networks=["lan", "games"]),
-                      keys["x"]: SimpleNamespace(networks=[])})
-    rt = IpxRuntime(node, IpxSettings())
+    node = FakeNodeHandle("ipx")
+    node.peer_map.update({k: SimpleNamespace(name=n, vip_packed=vip[n]) for n, k in keys.items()})
+    node.networks.update({keys["bob"]: ["lan"], keys["carol"]: ["lan", "games"],
+                          keys["static1"]: ["static"], keys["x"]: []})
+    rt = IpxPlugin(node)
     assert rt.peer_ips() == {vip["bob"], vip["carol"], vip["static1"]}
     assert rt.peer_name(vip["carol"]) == "carol" and rt.peer_name(b"\x01\x02\x03\x04") == "1.2.3.4"
-    assert rt.status() == {"ipxnet": None, "frames": None, "frames_error": None}
+    status: dict = {}
+    rt.status(status)
+    assert status["ipx"] == {"ipxnet": None, "frames": None, "frames_error": None}
 
 
 def test_frame_counter_counts_by_framing_and_direction():

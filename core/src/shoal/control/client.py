@@ -28,7 +28,7 @@ from shoal.config import parse_endpoint
 from shoal.control import messages as m
 from shoal.control.channel import Channel, ChannelError, ServerKeyMismatch, State
 from shoal.errors import ShoalError
-from shoal.identity import StaticKeypair
+from shoal.identity import StaticKeypair, encode_key
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ class ControlClient:
                  on_peers: Callable[[m.Peers], None],
                  on_login: Callable[[], Any] | None = None,
                  on_networks: Callable[[], None] | None = None,
-                 paths: Callable[[], list[m.PathReport]] | None = None) -> None:
+                 paths: Callable[[], list[m.PathReport]] | None = None,
+                 on_signal: Callable[[m.Signal], None] | None = None) -> None:
         self.keypair = keypair
         self.name = name
         if isinstance(server, str):
@@ -78,6 +79,7 @@ class ControlClient:
         self.on_login = on_login
         self.on_networks = on_networks
         self.paths = paths
+        self.on_signal = on_signal
         self.state = ControlState()
         self._writer: asyncio.StreamWriter | None = None
         self._channel: Channel | None = None
@@ -118,6 +120,14 @@ class ControlClient:
         if self.state.online and self._channel is not None and self._writer is not None:
             try:
                 self._send(report)
+            except (ChannelError, ConnectionError):
+                pass
+
+    def signal(self, peer_key: bytes, kind: str, data: str) -> None:
+        """Send a plugin's signal to a peer through the server; dropped while offline."""
+        if self.state.online and self._channel is not None and self._writer is not None:
+            try:
+                self._send(m.SignalTo(to=encode_key(peer_key), kind=kind, data=data))
             except (ChannelError, ConnectionError):
                 pass
 
@@ -234,8 +244,8 @@ class ControlClient:
             except (ChannelError, ConnectionError):
                 return
 
-    def _handle(self, msg: m.Welcome | m.Result | m.Networks | m.Peers | m.Heartbeat | m.ErrorMsg
-                ) -> None:
+    def _handle(self, msg: m.Welcome | m.Result | m.Networks | m.Peers | m.Signal | m.Heartbeat
+                | m.ErrorMsg) -> None:
         match msg:
             case m.Welcome():
                 st = self.state
@@ -256,6 +266,9 @@ class ControlClient:
                     self.on_networks()
             case m.Peers():
                 self.on_peers(msg)
+            case m.Signal():
+                if self.on_signal is not None:
+                    self.on_signal(msg)
             case m.Heartbeat():
                 pass
             case m.ErrorMsg():

@@ -5,8 +5,12 @@ validated into a frozen pydantic model; unknown fields are ignored (forward
 compatible), wrong types and values are errors. The closed union per
 direction is consumed with ``match``.
 
-Node -> server: hello, request, report, heartbeat, bye.
-Server -> node: welcome, result, networks, peers, heartbeat, error.
+Node -> server: hello, request, report, signal, heartbeat, bye.
+Server -> node: welcome, result, networks, peers, signal, heartbeat, error.
+
+``signal`` carries a short opaque text from a plugin on one node to the same
+plugin on a peer (e.g. a transport's session parameters); the server forwards
+it only between nodes that see each other, rate-limited.
 """
 
 from __future__ import annotations
@@ -73,6 +77,18 @@ class PathReport(BaseModel):
     path: Literal["direct", "relay", "none"]
     transport: str | None = Field(None, max_length=32)
     rtt_ms: float | None = Field(None, ge=0, le=600_000)
+
+
+SIGNAL_MAX = 1024
+
+
+class SignalTo(Msg):
+    """A plugin's message for a peer, forwarded by the server (node -> server)."""
+
+    type: Literal["signal"] = "signal"
+    to: Key
+    kind: Name
+    data: str = Field("", max_length=SIGNAL_MAX)
 
 
 class Heartbeat(Msg):
@@ -151,6 +167,8 @@ class RelayGrant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
     udp: str | None = None          # "203.0.113.10:3480"
     tcp: str | None = None
+    #: other ways to reach the same relay, by transport (e.g. {"wss": "203.0.113.10:443"})
+    endpoints: dict[str, str] = Field(default_factory=dict, max_length=8)
     token: str                      # base64 HMAC(relay secret, node key | expiry)
     expires: int
 
@@ -222,6 +240,15 @@ class Peers(Msg):
     down: list[Key] = Field(default_factory=list)
 
 
+class Signal(Msg):
+    """A plugin's message from a peer (server -> node); ``sender`` is vouched for by the server."""
+
+    type: Literal["signal"] = "signal"
+    sender: Key
+    kind: Name
+    data: str = Field("", max_length=SIGNAL_MAX)
+
+
 class ErrorMsg(Msg):
     """Fatal for the session (e.g. address pool exhausted); the server closes after it."""
 
@@ -230,8 +257,9 @@ class ErrorMsg(Msg):
     error: str
 
 
-ToServer = Annotated[Hello | Request | Report | Heartbeat | Bye, Field(discriminator="type")]
-ToNode = Annotated[Welcome | Result | Networks | Peers | Heartbeat | ErrorMsg,
+ToServer = Annotated[Hello | Request | Report | SignalTo | Heartbeat | Bye,
+                     Field(discriminator="type")]
+ToNode = Annotated[Welcome | Result | Networks | Peers | Signal | Heartbeat | ErrorMsg,
                    Field(discriminator="type")]
 _to_server: TypeAdapter[Any] = TypeAdapter(ToServer)
 _to_node: TypeAdapter[Any] = TypeAdapter(ToNode)
@@ -260,11 +288,12 @@ def _decode(adapter: TypeAdapter[Any], data: bytes) -> Any:
         raise BadMessage(f"invalid {obj.get('type')!r} message: {e.errors()[0]['msg']}") from None
 
 
-def decode_to_server(data: bytes) -> Hello | Request | Report | Heartbeat | Bye:
+def decode_to_server(data: bytes) -> Hello | Request | Report | SignalTo | Heartbeat | Bye:
     return _decode(_to_server, data)  # type: ignore[no-any-return]
 
 
-def decode_to_node(data: bytes) -> Welcome | Result | Networks | Peers | Heartbeat | ErrorMsg:
+def decode_to_node(data: bytes
+                   ) -> Welcome | Result | Networks | Peers | Signal | Heartbeat | ErrorMsg:
     return _decode(_to_node, data)  # type: ignore[no-any-return]
 
 

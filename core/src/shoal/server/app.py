@@ -26,6 +26,7 @@ import logging
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,8 +104,8 @@ class Server:
         self.counters = ServerCounters()
         self.services = services or []
         # callables key -> RelayGrant, added by relay plugins (shoal_server_register_services)
-        self.relay_granters: list[Any] = []
-        self.relay_service: Any = None
+        self.relay_granters: list[Callable[[str], m.RelayGrant]] = []
+        self._published: dict[str, object] = {}
         # Prometheus collectors added by plugins (shoal_metrics_register_collectors)
         self.collectors: list[Any] = []
         self.stopping = False
@@ -351,6 +352,8 @@ class Server:
                 self.deliver(out)
                 self.timings.presence("report", t0, len(out))
                 self._announce(s.key)
+            case m.SignalTo():
+                self.deliver(self.coord.signal(s.key, msg))
             case m.Hello():
                 raise m.BadMessage("hello sent twice")
 
@@ -464,6 +467,16 @@ class Server:
                 await self.cluster.refresh_network(rec.network)
             self.coord.network(rec.network)   # deleted meanwhile: say that, not "full"
             raise self.coord.full(rec.network)
+
+    # ------------------------------------------------------------ plugin handle (ServerHandle)
+    def add_relay_granter(self, granter: Callable[[str], m.RelayGrant]) -> None:
+        self.relay_granters.append(granter)
+
+    def publish(self, name: str, obj: object) -> None:
+        self._published[name] = obj
+
+    def published(self, name: str) -> object | None:
+        return self._published.get(name)
 
     def relay_grants(self, key: str) -> list[m.RelayGrant]:
         """Relays this node may use: one grant per relay announced by plugins."""

@@ -53,6 +53,7 @@ from shoal.server.store import (
 log = logging.getLogger(__name__)
 
 Outbox = list[tuple[str, m.Msg]]
+SIGNAL_RATE = 50   # signals per second a node may send to its peers
 View = tuple[int, tuple[str, ...]]
 
 
@@ -95,6 +96,7 @@ class Coordinator:
         self._active_counts: dict[str, int] = {}
         self._used_ips: set[int] = set()
         self._versions = itertools.count(1)   # Online.version: unique across sessions
+        self._signal_counts: dict[str, tuple[float, int]] = {}   # online key -> (window, n)
         self._load(*store.load())
         self._next_ip = int(self.pool.network_address) + 1
         self.routes = GatewayRoutes(store, self.pool, clock)
@@ -192,8 +194,27 @@ class Coordinator:
         on.version = next(self._versions)
         return self._sync_towards(key)
 
+    def signal(self, key: str, sig: m.SignalTo) -> Outbox:
+        """Forward a plugin's signal to a peer, only if the two see each other now.
+
+        Bounded: at most ``SIGNAL_RATE`` signals per second per sender (more are dropped).
+        """
+        if key not in self.online or sig.to not in self.online:
+            return []
+        now = self.clock()
+        window, count = self._signal_counts.get(key, (0.0, 0))
+        if now - window >= 1.0:
+            window, count = now, 0
+        if count >= SIGNAL_RATE:
+            return []
+        self._signal_counts[key] = (window, count + 1)
+        if sig.to not in self._desired(key):
+            return []
+        return [(sig.to, m.Signal(sender=key, kind=sig.kind, data=sig.data))]
+
     def logout(self, key: str, notify: bool = True) -> Outbox:
         """The node went away; ``notify=False`` (server shutdown) only records it."""
+        self._signal_counts.pop(key, None)
         if self.online.pop(key, None) is None:
             return []
         node = self.nodes.get(key)

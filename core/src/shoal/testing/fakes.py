@@ -6,15 +6,25 @@
   to read what the node wrote to the interface).
 * ``FakeNetwork`` / ``FakeTransport``: datagrams between in-process transports,
   delivered on the event loop, with optional drop/duplicate/tamper hooks.
+* ``FakeNodeHandle``: the node as a plugin sees it (``shoal.plugin_api``), for
+  unit tests of plugins and third-party transports without a node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-from shoal.transport import Endpoint, Receive
+from pydantic import BaseModel
+
+from shoal.errors import PluginError
+from shoal.frames import FrameHandler
+from shoal.identity import StaticKeypair
+from shoal.path import Path
+from shoal.plugin_api import Drop, NodeHandle, S
+from shoal.transport import Endpoint, PathKind, Readiness, Receive, Transport
 
 
 class FakeTun:
@@ -57,8 +67,9 @@ class FakeNetwork:
         self.filter: Filter | None = None
         self.sent: list[tuple[bytes, Endpoint, Endpoint]] = []
 
-    def transport(self, addr: Endpoint) -> FakeTransport:
-        t = FakeTransport(self, addr)
+    def transport(self, addr: Endpoint, name: str = "fake",
+                  kind: PathKind = PathKind.DIRECT) -> FakeTransport:
+        t = FakeTransport(self, addr, name, kind)
         self.transports[addr] = t
         return t
 
@@ -72,12 +83,17 @@ class FakeNetwork:
             t.loop.call_soon(t.receive, d, src)
 
 
-class FakeTransport:
+class FakeTransport(Transport):
+    """An in-memory transport on a ``FakeNetwork`` (``kind`` direct unless told)."""
+
     name = "fake"
 
-    def __init__(self, net: FakeNetwork, addr: Endpoint) -> None:
+    def __init__(self, net: FakeNetwork, addr: Endpoint, name: str = "fake",
+                 kind: PathKind = PathKind.DIRECT) -> None:
         self.net = net
         self.addr = addr
+        self.name = name
+        self.kind = kind
         self.loop: asyncio.AbstractEventLoop | None = None
         self.receive: Receive | None = None
         self.closed = False
@@ -85,6 +101,7 @@ class FakeTransport:
     async def start(self, loop: asyncio.AbstractEventLoop, receive: Receive) -> None:
         self.loop = loop
         self.receive = receive
+        self.set_readiness(Readiness.READY, "started")
 
     def send(self, data: bytes, endpoint: Endpoint) -> None:
         if self.closed:
@@ -93,6 +110,12 @@ class FakeTransport:
 
     def local_endpoints(self) -> list[str]:
         return [f"{self.addr[0]}:{self.addr[1]}"]
+
+    def candidates(self) -> list[str]:
+        return self.local_endpoints()
+
+    def endpoint_for(self, peer_key: bytes) -> Endpoint | None:
+        return ("key", peer_key.hex()) if self.kind is PathKind.RELAYED else None
 
     def close(self) -> None:
         self.closed = True
@@ -109,3 +132,130 @@ def ipv4_packet(src: str, dst: str, payload: bytes = b"x" * 32, proto: int = 17)
     return hdr + payload
 
 
+
+
+class FakeNodeHandle(NodeHandle):
+    """A ``NodeHandle`` for unit tests of a plugin, with no engine behind it.
+
+    Records what the plugin does: ``datagram_handlers``, ``frame_handlers``,
+    ``drops``, ``sent`` (peer, packet), ``offered`` / ``lost`` paths,
+    ``announced`` candidates and ``signals``. ``peers`` and ``networks`` are
+    plain dicts the test fills; ``deliver_signal`` plays a peer's signal.
+    """
+
+    def __init__(self, plugin: str = "test", config: Any = None,
+                 settings: BaseModel | None = None, keypair: StaticKeypair | None = None,
+                 main_transport: Transport | None = None, layer2: bool = False) -> None:
+        self.plugin = plugin
+        self._config = config
+        self._settings = settings
+        self._keypair = keypair or StaticKeypair.generate()
+        self._main = main_transport
+        self._layer2 = layer2
+        self.now = 1000.0
+        self.interface = "fake0"
+        self.address: str | None = "100.64.0.1"
+        self.is_online = True
+        self.datagram_handlers: dict[int, Any] = {}
+        self.frame_handlers: list[FrameHandler] = []
+        self.drops: dict[str, int] = {}
+        self.sent: list[tuple[Any, bytes]] = []
+        self.received: list[tuple[bytes, Any, Transport]] = []
+        self.peer_map: dict[bytes, Any] = {}
+        self.networks: dict[bytes, Sequence[str]] = {}
+        self.offered: list[tuple[bytes, Path, float | None, str]] = []
+        self.lost: list[tuple[bytes, Path, str]] = []
+        self.announced: list[tuple[list[str], Any]] = []
+        self.signals: list[tuple[bytes, str, str]] = []
+        self.signal_handlers: dict[str, Any] = {}
+
+    @property
+    def config(self) -> Any:
+        return self._config
+
+    @property
+    def keypair(self) -> StaticKeypair:
+        return self._keypair
+
+    def settings(self, model: type[S]) -> S:
+        s = self._settings
+        return s if isinstance(s, model) else model()
+
+    @property
+    def interface_name(self) -> str | None:
+        return self.interface
+
+    @property
+    def virtual_ip(self) -> str | None:
+        return self.address
+
+    @property
+    def layer2(self) -> bool:
+        return self._layer2
+
+    def clock(self) -> float:
+        return self.now
+
+    def host_addresses(self) -> list[str]:
+        return ["127.0.0.1"]
+
+    def register_datagram_handler(self, type_byte: int, handler: Any) -> None:
+        if type_byte in self.datagram_handlers:
+            raise PluginError(f"datagram type 0x{type_byte:02x} registered twice")
+        self.datagram_handlers[type_byte] = handler
+
+    def register_frame_handler(self, handler: FrameHandler) -> None:
+        self.frame_handlers.append(handler)
+
+    def count_drop(self, reason: Drop) -> None:
+        self.drops[reason.value] = self.drops.get(reason.value, 0) + 1
+
+    def send_to_peer(self, peer: Any, packet: bytes) -> bool:
+        self.sent.append((peer, packet))
+        return True
+
+    def receiver(self, transport: Transport) -> Receive:
+        def receive(data: bytes, endpoint: Any) -> None:
+            h = self.datagram_handlers.get(data[0]) if data else None
+            if h is not None:
+                h(data, endpoint, transport)
+            else:
+                self.received.append((data, endpoint, transport))
+        return receive
+
+    @property
+    def peers(self) -> Mapping[bytes, Any]:
+        return self.peer_map
+
+    def networks_of(self, peer_key: bytes) -> Sequence[str]:
+        return self.networks.get(peer_key, ())
+
+    @property
+    def main_transport(self) -> Transport:
+        if self._main is None:
+            raise PluginError("FakeNodeHandle has no main transport")
+        return self._main
+
+    def offer_path(self, peer_key: bytes, path: Path, rtt: float | None, reason: str) -> None:
+        self.offered.append((peer_key, path, rtt, reason))
+
+    def path_lost(self, peer_key: bytes, path: Path, reason: str) -> None:
+        self.lost.append((peer_key, path, reason))
+
+    @property
+    def online(self) -> bool:
+        return self.is_online
+
+    def announce(self, endpoints: list[str], nat: Any) -> None:
+        self.announced.append((endpoints, nat))
+
+    def signal(self, peer_key: bytes, kind: str, data: str) -> None:
+        self.signals.append((peer_key, kind, data))
+
+    def register_signal_handler(self, kind: str, handler: Any) -> None:
+        if kind in self.signal_handlers:
+            raise PluginError(f"signal kind {kind!r} registered twice")
+        self.signal_handlers[kind] = handler
+
+    def deliver_signal(self, peer_key: bytes, kind: str, data: str) -> None:
+        self.signal_handlers[kind](peer_key, data)

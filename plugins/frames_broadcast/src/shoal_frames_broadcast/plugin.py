@@ -6,9 +6,9 @@ broadcast and multicast into the interface (``os_routes``) and keeps that in
 step with the address the server assigns; ``shoal status --json`` gains a
 ``broadcast`` section with its counters.
 
-Which peers share a network comes from the coordination server
-(``node.server_peers[key].networks``); static ``[[peers]]`` form one network
-named ``static``.
+Which peers share a network comes from the node (``NodeHandle.networks_of``:
+what the coordination server says; static ``[[peers]]`` form one network named
+``static``).
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from shoal.hookspecs import hookimpl
-from shoal.identity import decode_public_key
-from shoal.plugin_context import PluginContext
+from shoal.plugin_api import NodeHandle, NodePlugin
 
 from shoal_frames_broadcast.classify import directed_broadcast
 from shoal_frames_broadcast.fanout import Flooder
@@ -31,7 +29,6 @@ from shoal_frames_broadcast.token_bucket import TokenBucket
 
 log = logging.getLogger(__name__)
 
-STATIC_NETWORK = ("static",)
 WATCH_FAST, WATCH_SLOW = 0.25, 2.0
 
 
@@ -43,42 +40,35 @@ class BroadcastSettings(BaseModel):
     configure_routes: bool = True  # route 224.0.0.0/4 and 255.255.255.255 into the interface
 
 
-class BroadcastRuntime:
+class BroadcastPlugin(NodePlugin):
     """What the plugin holds for one running node."""
 
-    def __init__(self, node: Any, settings: BroadcastSettings) -> None:
+    def __init__(self, node: NodeHandle) -> None:
         self.node = node
-        self.settings = settings
-        engine = node.engine
-        self.static_keys = {decode_public_key(p.public_key) for p in node.cfg.peers}
-        burst = settings.burst or settings.rate_limit_pps
-        self.flooder = Flooder(engine.peers, engine.send_to_peer, self.networks_of,
-                               TokenBucket(settings.rate_limit_pps, burst, time.monotonic()),
-                               time.monotonic, engine.l2)
+        self.settings = node.settings(BroadcastSettings)
+        self.flooder: Flooder | None = None
         self.applied: tuple[str, int] | None = None
         self.route_errors: list[str] = []
         self._task: asyncio.Task[None] | None = None
 
-    def networks_of(self, key: bytes) -> Sequence[str]:
-        info = self.node.server_peers.get(key)
-        if info is not None:
-            return info.networks  # type: ignore[no-any-return]
-        if key in self.static_keys:
-            return STATIC_NETWORK
-        return ()
-
-    # ------------------------------------------------------------ address and routes
     def start(self) -> None:
+        node, settings = self.node, self.settings
+        burst = settings.burst or settings.rate_limit_pps
+        self.flooder = Flooder(node.peers, node.send_to_peer, node.networks_of,
+                               TokenBucket(settings.rate_limit_pps, burst, time.monotonic()),
+                               time.monotonic, node.layer2)
+        node.register_frame_handler(self.flooder.handler)
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
 
+    # ------------------------------------------------------------ address and routes
     async def _watch(self) -> None:
         """Follow the interface address: directed broadcast and routes track it."""
-        name = getattr(self.node.tun, "name", None)
-        if not name:
+        name = self.node.interface_name
+        if not name or self.flooder is None:
             return
         while True:
             cur = iface_ipv4(name)
@@ -99,7 +89,9 @@ class BroadcastRuntime:
                      iface, addr[0], addr[1])
 
     # ------------------------------------------------------------ status
-    def status(self) -> dict[str, Any]:
+    def status(self, status: dict[str, Any]) -> None:
+        if self.flooder is None:
+            return
         s = self.settings
         out = self.flooder.counters.as_dict()
         out.update({
@@ -109,14 +101,7 @@ class BroadcastRuntime:
             "routes": {"configured": self.applied is not None and not self.route_errors
                        and s.configure_routes, "errors": list(self.route_errors)},
         })
-        return out
-
-
-_runtimes: dict[int, BroadcastRuntime] = {}
-
-
-def _runtime(context: PluginContext) -> BroadcastRuntime | None:
-    return _runtimes.get(id(context))
+        status["broadcast"] = out
 
 
 @hookimpl
@@ -125,32 +110,5 @@ def shoal_config_register_settings(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
-def shoal_frames_register_handlers(register, context: PluginContext) -> None:  # type: ignore[no-untyped-def]
-    node = context.node
-    if node is None or node.engine is None:
-        return
-    settings = context.settings_for("broadcast") or BroadcastSettings()
-    rt = BroadcastRuntime(node, settings)  # type: ignore[arg-type]
-    _runtimes[id(context)] = rt
-    register(rt.flooder.handler)
-
-
-@hookimpl
-def shoal_lifecycle_node_up(context: PluginContext) -> None:
-    rt = _runtime(context)
-    if rt is not None:
-        rt.start()
-
-
-@hookimpl
-def shoal_lifecycle_node_down(context: PluginContext) -> None:
-    rt = _runtimes.pop(id(context), None)
-    if rt is not None:
-        rt.stop()
-
-
-@hookimpl
-def shoal_status_extend(status: dict[str, Any], context: PluginContext) -> None:
-    rt = _runtime(context)
-    if rt is not None:
-        status["broadcast"] = rt.status()
+def shoal_node_plugin(node: NodeHandle) -> BroadcastPlugin:
+    return BroadcastPlugin(node)

@@ -21,8 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from shoal.config import parse_endpoint
 from shoal.hookspecs import hookimpl
-from shoal.identity import decode_public_key
-from shoal.plugin_context import PluginContext
+from shoal.plugin_api import NodeHandle, NodePlugin
 
 from shoal_frames_ipx.bridge import IpxnetService
 from shoal_frames_ipx.frame_counter import IpxFrameCounter
@@ -47,13 +46,12 @@ class IpxSettings(BaseModel):
         return v
 
 
-class IpxRuntime:
+class IpxPlugin(NodePlugin):
     """What the plugin holds for one running node."""
 
-    def __init__(self, node: Any, settings: IpxSettings) -> None:
+    def __init__(self, node: NodeHandle) -> None:
         self.node = node
-        self.settings = settings
-        self.static_keys = {decode_public_key(p.public_key) for p in node.cfg.peers}
+        self.settings = node.settings(IpxSettings)
         self.service: IpxnetService | None = None
         self.frames: IpxFrameCounter | None = None
         self.frames_error: str | None = None
@@ -62,31 +60,27 @@ class IpxRuntime:
     def peer_ips(self) -> set[bytes]:
         """Overlay addresses of the peers that share a network with this node."""
         node = self.node
-        out = set()
-        for key, p in node.engine.peers.items():
-            info = node.server_peers.get(key)
-            if (info.networks if info is not None else key in self.static_keys):
-                out.add(p.vip_packed)
-        return out
+        return {p.vip_packed for key, p in node.peers.items() if node.networks_of(key)}
 
     def peer_name(self, ip: bytes) -> str:
-        for p in self.node.engine.peers.values():
+        for p in self.node.peers.values():
             if p.vip_packed == ip:
                 return str(p.name)
         return socket.inet_ntoa(ip)
 
     def start(self) -> None:
         node, s = self.node, self.settings
-        l2 = node.engine.l2
-        if l2 and "broadcast" not in node.cfg.plugins:
+        l2 = node.layer2
+        if l2 and "broadcast" not in node.config.plugins:
             log.warning("ipx: in TAP mode IPX broadcasts (and ARP) need the broadcast plugin: "
                         "add \"broadcast\" to 'plugins'")
-        if l2 and s.count_frames and node.tun is not None:
+        iface = node.interface_name
+        if l2 and s.count_frames and iface is not None:
             self.frames = IpxFrameCounter()
             try:
-                self.frames.start(node.tun.name)
+                self.frames.start(iface)
             except OSError as e:
-                self.frames_error = f"cannot watch {node.tun.name}: {e.strerror}"
+                self.frames_error = f"cannot watch {iface}: {e.strerror}"
                 log.warning("ipx: %s; IPX frames are carried but not counted", self.frames_error)
                 self.frames = None
         if s.ipxnet_listen is not None:
@@ -102,15 +96,12 @@ class IpxRuntime:
         if self.frames is not None:
             self.frames.close()
 
-    def status(self) -> dict[str, Any]:
-        return {
+    def status(self, status: dict[str, Any]) -> None:
+        status["ipx"] = {
             "ipxnet": self.service.status(self.peer_name) if self.service else None,
             "frames": dict(self.frames.counts) if self.frames else None,
             "frames_error": self.frames_error,
         }
-
-
-_runtimes: dict[int, IpxRuntime] = {}
 
 
 @hookimpl
@@ -119,25 +110,5 @@ def shoal_config_register_settings(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
-def shoal_lifecycle_node_up(context: PluginContext) -> None:
-    node = context.node
-    if node is None or node.engine is None:
-        return
-    settings = context.settings_for("ipx") or IpxSettings()
-    rt = IpxRuntime(node, settings)  # type: ignore[arg-type]
-    _runtimes[id(context)] = rt
-    rt.start()
-
-
-@hookimpl
-def shoal_lifecycle_node_down(context: PluginContext) -> None:
-    rt = _runtimes.pop(id(context), None)
-    if rt is not None:
-        rt.stop()
-
-
-@hookimpl
-def shoal_status_extend(status: dict[str, Any], context: PluginContext) -> None:
-    rt = _runtimes.get(id(context))
-    if rt is not None:
-        status["ipx"] = rt.status()
+def shoal_node_plugin(node: NodeHandle) -> IpxPlugin:
+    return IpxPlugin(node)

@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 from shoal.config import parse_endpoint
-from shoal.transport import Endpoint, Receive
+from shoal.control.messages import Welcome
+from shoal.transport import Delivery, Endpoint, PathKind, Readiness, Receive, Transport
 
 from shoal_transport_relay import protocol as p
 
@@ -26,13 +27,14 @@ UDP_TRIES = 2
 UDP_TIMEOUT = 0.25
 
 
-class RelayClient:
+class RelayClient(Transport):
     name = "relay"
-    kind = "relay"
+    kind = PathKind.RELAYED
+    delivery = Delivery.DATAGRAM   # over TCP it frames datagrams itself
+    overhead = 28 + p.HEADER_LEN
 
     def __init__(self, local_key: bytes) -> None:
         self.local_key = local_key
-        self.ready = False
         self.mode: str | None = None        # "udp" | "tcp"
         self.rtt_ms: float | None = None
         self.relay: str | None = None
@@ -46,13 +48,19 @@ class RelayClient:
         self._alloced = asyncio.Event()
         self._sent_ts = 0
         self._ids: dict[str, bytes] = {}
-        self.on_ready: Any = None   # callback(client) when the relay becomes usable
         self._last_realloc = 0.0
 
-    @staticmethod
-    def endpoint_for(public_key: bytes) -> tuple[str, str]:
+    @property
+    def ready(self) -> bool:
+        return self.readiness is Readiness.READY
+
+    def endpoint_for(self, peer_key: bytes) -> tuple[str, str]:
         """How a peer is addressed through the relay."""
-        return ("relay", p.node_id(public_key).hex())
+        return ("relay", p.node_id(peer_key).hex())
+
+    def describe(self) -> dict[str, Any]:
+        return {"mode": self.mode, "address": self.relay,
+                "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 2)}
 
     # ------------------------------------------------------------ transport API
     async def start(self, loop: asyncio.AbstractEventLoop, receive: Receive) -> None:
@@ -82,7 +90,7 @@ class RelayClient:
         self._disconnect()
 
     # ------------------------------------------------------------ grants
-    def on_welcome(self, welcome: Any) -> None:
+    def on_welcome(self, welcome: Welcome) -> None:
         if not welcome.relays:
             return
         self._grant = welcome.relays[0]
@@ -155,11 +163,9 @@ class RelayClient:
     def _ready(self, mode: str, where: str) -> None:
         if not self.ready or self.mode != mode:
             log.info("relay ready via %s %s (rtt %.1f ms)", mode, where, self.rtt_ms or 0)
-        was_ready = self.ready
-        self.ready, self.mode, self.relay = True, mode, where
+        self.mode, self.relay = mode, where
         self.name = f"relay-{mode}"
-        if not was_ready and self.on_ready is not None:
-            self.on_ready(self)
+        self.set_readiness(Readiness.READY, f"registered with {where} over {mode}")
 
     async def _read_tcp(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -170,7 +176,8 @@ class RelayClient:
             self._disconnect()
 
     def _disconnect(self) -> None:
-        self.ready = False
+        if self.readiness is Readiness.READY:
+            self.set_readiness(Readiness.LOST, "disconnected from the relay")
         if self._udp is not None:
             self._udp.close()
             self._udp = None

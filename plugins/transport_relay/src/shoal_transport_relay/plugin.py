@@ -21,11 +21,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shoal.config import MetricsConfig, parse_endpoint, read_toml
-from shoal.control.messages import RelayGrant
+from shoal.control.messages import RelayGrant, Welcome
 from shoal.errors import ConfigError
 from shoal.hookspecs import hookimpl
 from shoal.identity import decode_public_key
+from shoal.plugin_api import NodeHandle, NodePlugin
 from shoal.plugin_context import PluginContext
+from shoal.transport import Transport
 
 from shoal_transport_relay.client import RelayClient
 from shoal_transport_relay.protocol import make_token
@@ -82,23 +84,32 @@ def shoal_config_register_settings(register):  # type: ignore[no-untyped-def]
 
 
 # ------------------------------------------------------------------ node side
-@hookimpl
-def shoal_transport_create(context: PluginContext) -> RelayClient | None:
-    node = context.node
-    if node is None or node.keypair is None:
-        return None
-    return RelayClient(node.keypair.public)
+class RelayNodePlugin(NodePlugin):
+    """The relay client of one node: ready once a login brings a grant."""
+
+    def __init__(self, node: NodeHandle) -> None:
+        self.client = RelayClient(node.keypair.public)
+
+    def transports(self) -> list[Transport]:
+        return [self.client]
+
+    def on_login(self, welcome: Welcome) -> None:
+        self.client.on_welcome(welcome)
+
+    def collectors(self) -> list[Any]:
+        from shoal_transport_relay.metrics import RelayClientCollector
+
+        return [RelayClientCollector(self.client)]
+
+    def status(self, status: dict[str, Any]) -> None:
+        t = self.client
+        status["relay"] = {"ready": t.ready, "mode": t.mode, "relay": t.relay,
+                           "rtt_ms": None if t.rtt_ms is None else round(t.rtt_ms, 2)}
 
 
 @hookimpl
-def shoal_status_extend(status: dict[str, Any], context: PluginContext) -> None:
-    node = context.node
-    if node is None:
-        return
-    for t in getattr(node, "transports", []):
-        if isinstance(t, RelayClient):
-            status["relay"] = {"ready": t.ready, "mode": t.mode, "relay": t.relay,
-                               "rtt_ms": None if t.rtt_ms is None else round(t.rtt_ms, 2)}
+def shoal_node_plugin(node: NodeHandle) -> RelayNodePlugin:
+    return RelayNodePlugin(node)
 
 
 # ------------------------------------------------------------------ server side
@@ -115,7 +126,7 @@ def shoal_server_register_services(register, context: PluginContext) -> None:  #
         service = RelayService(secret, settings.listen_udp, settings.listen_tcp,
                                settings.rate_limit_mbps * 125_000)
         register("relay", service.run)
-        server.relay_service = service
+        server.publish("relay", service)
         relays.append((settings.public_udp or settings.listen_udp,
                        settings.public_tcp or settings.listen_tcp))
     relays += [(r.udp, r.tcp) for r in settings.announce]
@@ -129,27 +140,22 @@ def shoal_server_register_services(register, context: PluginContext) -> None:  #
         return grant
 
     for udp, tcp in relays:
-        server.relay_granters.append(granter(udp, tcp))
+        server.add_relay_granter(granter(udp, tcp))
 
 
 @hookimpl
 def shoal_metrics_register_collectors(register, context: PluginContext) -> None:  # type: ignore[no-untyped-def]
-    from shoal_transport_relay.metrics import RelayClientCollector, RelayCollector
+    from shoal_transport_relay.metrics import RelayCollector
 
     server = context.server
-    service = getattr(server, "relay_service", None) if server is not None else None
+    service = server.published("relay") if server is not None else None
     if isinstance(service, RelayService):
         register(RelayCollector(service.core))
-    node = context.node
-    for t in getattr(node, "transports", []) if node is not None else []:
-        if isinstance(t, RelayClient):
-            register(RelayClientCollector(t))
 
 
 # ------------------------------------------------------------------ CLI
 def _cmd_relay_run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
-
     from shoal.config import _format_validation_error
 
     try:

@@ -1,4 +1,8 @@
-"""Entry point ``udp``: the node's one UDP socket as a Shoal transport."""
+"""Entry point ``udp``: the node's one UDP socket as a Shoal transport.
+
+Listed first among direct transports it is the node's main transport: the one
+handshakes go out on, traversal probes it and its port is announced to peers.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,13 @@ import asyncio
 import ipaddress
 import logging
 import socket
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from shoal.errors import ShoalError
 from shoal.hookspecs import hookimpl
-from shoal.plugin_context import PluginContext
-from shoal.transport import Endpoint, Receive
+from shoal.plugin_api import NodeHandle, NodePlugin
+from shoal.transport import Delivery, Endpoint, PathKind, Readiness, Receive, Transport
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +38,18 @@ class UdpSettings(BaseModel):
         return v
 
 
-class UdpTransport:
+class UdpTransport(Transport):
     """Non-blocking UDP socket drained in batches from the event loop."""
 
     name = "udp"
+    kind = PathKind.DIRECT
+    delivery = Delivery.DATAGRAM
+    overhead = 28  # IPv4 + UDP headers
 
-    def __init__(self, settings: UdpSettings) -> None:
+    def __init__(self, settings: UdpSettings,
+                 host_addresses: Callable[[], list[str]] = list) -> None:
         self.settings = settings
+        self.host_addresses = host_addresses
         self.sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._receive: Receive | None = None
@@ -67,6 +76,7 @@ class UdpTransport:
         self.send = s.sendto  # type: ignore[method-assign]
         loop.add_reader(s.fileno(), self._drain)
         log.info("udp transport listening on %s:%d", *s.getsockname())
+        self.set_readiness(Readiness.READY, "socket bound")
 
     def send(self, data: bytes, endpoint: Endpoint) -> None:
         raise OSError("udp transport not started")
@@ -93,6 +103,16 @@ class UdpTransport:
         host, port = self.sock.getsockname()[:2]
         return [f"{host}:{port}"]
 
+    def candidates(self) -> list[str]:
+        """This machine's addresses with the bound port (used when udp is not the main
+        transport; as the main one, the node and traversal announce it themselves)."""
+        if self.sock is None:
+            return []
+        port = self.sock.getsockname()[1]
+        host = self.settings.listen
+        hosts = self.host_addresses() if host == "0.0.0.0" else [host]
+        return [f"{h}:{port}" for h in hosts]
+
     def close(self) -> None:
         if self.sock is not None:
             if self._loop is not None:
@@ -104,13 +124,19 @@ class UdpTransport:
             self.sock = None
 
 
+class UdpPlugin(NodePlugin):
+    def __init__(self, node: NodeHandle) -> None:
+        self.transport = UdpTransport(node.settings(UdpSettings), node.host_addresses)
+
+    def transports(self) -> list[Transport]:
+        return [self.transport]
+
+
 @hookimpl
 def shoal_config_register_settings(register):  # type: ignore[no-untyped-def]
     register("udp", UdpSettings)
 
 
 @hookimpl
-def shoal_transport_create(context: PluginContext) -> UdpTransport:
-    settings = context.settings_for("udp")
-    assert isinstance(settings, UdpSettings)
-    return UdpTransport(settings)
+def shoal_node_plugin(node: NodeHandle) -> UdpPlugin:
+    return UdpPlugin(node)

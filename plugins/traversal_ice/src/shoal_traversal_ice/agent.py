@@ -13,13 +13,13 @@ What it does for the node:
    ``wire.TYPE_STUN``.
 2. For every peer the server announces, runs a ``CheckList`` over the peer's
    candidates with authenticated probes; learns peer-reflexive candidates
-   from incoming checks; selects the best working pair and moves the peer's
-   path there (engine: ``peer.endpoint/via/send``), starting a handshake at
-   once if the tunnel is not up yet.
+   from incoming checks; offers the best working pair to the node as the
+   peer's path (``NodeHandle.offer_path``); the node moves the peer and starts
+   a handshake at once if the tunnel is not up yet.
 3. Port-restricted x symmetric: birthday punching (``birthday``), bounded.
-4. When the selected direct path dies, marks it (``peer.direct_dead``) and
-   falls back to the relay if one is ready; checks go on, so the peer moves
-   back to a direct path as soon as one answers again.
+4. When the selected direct path dies, reports it (``NodeHandle.path_lost``);
+   the node falls back to a relayed path if one is ready. Checks go on, so the
+   peer moves back to a direct path as soon as one answers again.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ from typing import Any
 from shoal import wire
 from shoal.config import parse_endpoint
 from shoal.control import messages as m
-from shoal.control.client import host_addresses
-from shoal.peer import Peer
+from shoal.path import Path
+from shoal.plugin_api import Drop, NodeHandle, NodePlugin, PeerView
 from shoal.stun_client import StunClient
+from shoal.transport import Delivery, PathKind, Readiness, Receive, Transport
 
 from shoal_traversal_ice import probe as pr
 from shoal_traversal_ice.birthday import Opener, Sprayer
@@ -56,21 +57,29 @@ TICK = 0.01
 REFRESH = 2.0
 
 
-class PunchSocket:
+class PunchSocket(Transport):
     """An extra UDP socket (birthday punching); a transport the engine can send on."""
 
     name = "udp-punch"
-    kind = "direct"
+    kind = PathKind.DIRECT
+    delivery = Delivery.DATAGRAM
 
-    def __init__(self, engine: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, node: NodeHandle, loop: asyncio.AbstractEventLoop) -> None:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(("0.0.0.0", 0))
         s.setblocking(False)
         self.sock = s
-        self.send = s.sendto
+        self.send = s.sendto  # type: ignore[method-assign]
         self._loop = loop
-        self._engine = engine
+        self._receive = node.receiver(self)
         loop.add_reader(s.fileno(), self._drain)
+        self.set_readiness(Readiness.READY, "socket bound")
+
+    async def start(self, loop: asyncio.AbstractEventLoop, receive: Receive) -> None:
+        """Punch sockets start themselves (see __init__)."""
+
+    def send(self, data: bytes, endpoint: Any) -> None:
+        raise OSError("punch socket closed")
 
     def _drain(self) -> None:
         for _ in range(64):
@@ -80,7 +89,7 @@ class PunchSocket:
                 return
             except OSError:
                 continue
-            self._engine.on_datagram(data, addr, self)
+            self._receive(data, addr)
 
     def local_endpoints(self) -> list[str]:
         return []
@@ -91,11 +100,12 @@ class PunchSocket:
         except (ValueError, OSError):
             pass
         self.sock.close()
+        self.set_readiness(Readiness.CLOSED, "punching ended")
 
 
 @dataclass
 class PeerTraversal:
-    peer: Peer
+    peer: PeerView
     info: m.PeerInfo
     checks: CheckList
     aead: Any
@@ -104,13 +114,13 @@ class PeerTraversal:
     punch: list[PunchSocket] = field(default_factory=list)
     birthday_txids: dict[bytes, tuple[tuple[str, int], Any]] = field(default_factory=dict)
     connected_at: float | None = None
+    direct_lost: bool = False     # the direct path in use stopped answering (reported)
 
 
-class Agent:
-    def __init__(self, settings: Any) -> None:
+class Agent(NodePlugin):
+    def __init__(self, node: NodeHandle, settings: Any) -> None:
         self.settings = settings
-        self.node: Any = None
-        self.engine: Any = None
+        self.node = node
         self.peers: dict[bytes, PeerTraversal] = {}
         self.nat = NatResult(udp=True)
         self.stun = StunClient(self._send_main)
@@ -121,15 +131,13 @@ class Agent:
         self._classified = False
 
     # ------------------------------------------------------------ wiring
-    def start(self, node: Any) -> None:
-        self.node = node
-        self.engine = node.engine
+    def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.engine.datagram_handlers[pr.TYPE_PROBE] = self._on_probe
-        self.engine.datagram_handlers[wire.TYPE_STUN] = self._on_stun
+        self.node.register_datagram_handler(pr.TYPE_PROBE, self._on_probe)
+        self.node.register_datagram_handler(wire.TYPE_STUN, self._on_stun)
         self._tasks.append(self._loop.create_task(self._run()))
 
-    def close(self) -> None:
+    def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
         for pt in self.peers.values():
@@ -137,14 +145,14 @@ class Agent:
                 s.close()
 
     @property
-    def main(self) -> Any:
-        return self.engine.transport
+    def main(self) -> Transport:
+        return self.node.main_transport
 
     def _send_main(self, data: bytes, addr: tuple[str, int]) -> None:
         self.main.send(data, addr)
 
     # ------------------------------------------------------------ discovery
-    def on_welcome(self, welcome: m.Welcome) -> None:
+    def on_login(self, welcome: m.Welcome) -> None:
         servers = [(e, "coordination server") for e in welcome.discovery[:1]
                    if self.settings.use_server_stun]
         servers += [(e, "config") for e in self.settings.stun]
@@ -154,7 +162,7 @@ class Agent:
 
     def _on_stun(self, data: bytes, addr: Any, via: Any) -> None:
         if not self.stun.on_datagram(data, addr):
-            self.engine.drops.malformed += 1
+            self.node.count_drop(Drop.MALFORMED)
 
     async def _resolve(self) -> list[tuple[tuple[str, int], ServerView]]:
         """Each configured server as an address (names resolved now) and a fresh view."""
@@ -177,7 +185,7 @@ class Agent:
     async def _classify(self, on_public: Any = None) -> NatResult:
         servers = await self._resolve()
         reachable = [(a, v) for a, v in servers if a[1]]
-        local_ips = host_addresses(self.node.cfg.interface.name)
+        local_ips = self.node.host_addresses()
         result = await discover(self.ask, reachable, local_ips, on_public)
         result.servers = [v for _, v in servers]
         return result
@@ -252,11 +260,10 @@ class Agent:
 
     def _local_candidates(self) -> list[str]:
         port = self.main.local_endpoints()[0].rpartition(":")[2]
-        return [f"{ip}:{port}" for ip in host_addresses(self.node.cfg.interface.name)]
+        return [f"{ip}:{port}" for ip in self.node.host_addresses()]
 
     def _report(self) -> None:
-        ctl = self.node.control
-        if ctl is None or not ctl.state.online:
+        if not self.node.online:
             return
         endpoints = self._local_candidates()
         if self.nat.public and self.nat.mapping != APDM:
@@ -264,10 +271,10 @@ class Agent:
         nat = m.NatInfo(mapping=self.nat.mapping, filtering=self.nat.filtering,
                         public_endpoint=(f"{self.nat.public[0]}:{self.nat.public[1]}"
                                          if self.nat.public else None), udp=self.nat.udp)
-        ctl.report(m.Report(endpoints=endpoints, nat=nat))
+        self.node.announce(endpoints, nat)
 
     # ------------------------------------------------------------ peers
-    def on_peer(self, peer: Peer, info: m.PeerInfo) -> None:
+    def on_peer(self, peer: PeerView, info: m.PeerInfo) -> None:
         pt = self.peers.get(peer.public_key)
         moved = pt is not None and pt.info.nat.public_endpoint != info.nat.public_endpoint
         if pt is None:
@@ -314,7 +321,7 @@ class Agent:
                 and theirs.public_endpoint and pt.opener is None:
             assert self._loop is not None
             n = self.settings.birthday_ports
-            pt.punch = [PunchSocket(self.engine, self._loop) for _ in range(n)]
+            pt.punch = [PunchSocket(self.node, self._loop) for _ in range(n)]
             pt.opener = Opener(sockets=n)
             log.info("peer %s: symmetric x port-restricted: opening %d ports", pt.peer.name, n)
         elif theirs.mapping == APDM and mine.mapping == EIM and mine.filtering == APDM \
@@ -339,9 +346,9 @@ class Agent:
                 raise pr.BadProbe("probe from an unknown node")
             probe = pr.open_(pt.aead, data)
         except pr.BadProbe:
-            self.engine.drops.malformed += 1
+            self.node.count_drop(Drop.MALFORMED)
             return
-        now = self.engine.clock()
+        now = self.node.clock()
         if probe.kind == pr.PING:
             pong = pr.seal(pt.aead, self.node.keypair.public,
                            pr.Probe(pr.PONG, probe.txid, 0, addr))
@@ -363,7 +370,7 @@ class Agent:
             pair.sent_at = 0.0
             pt.checks.on_pong(probe.txid, now)
             log.info("peer %s: birthday punch hit %s via %s", pt.peer.name, hit[0],
-                     getattr(hit[1], "name", "?"))
+                     hit[1].name)
             self._end_birthday(pt, keep=hit[1])
         self._select(pt)
 
@@ -383,32 +390,48 @@ class Agent:
         changed = pt.checks.select()
         best = pt.checks.selected
         peer = pt.peer
+        path = peer.path
         if best is not None:
-            if changed is not None or peer.via is not best.via or peer.endpoint != best.remote:
-                if getattr(peer.via, "kind", "direct") == "relay" or changed is not None \
-                        or getattr(peer, "direct_dead", False):
-                    self._use(pt, best)
-        elif getattr(peer.via, "kind", "direct") == "direct" and pt.checks.pairs \
-                and not getattr(peer, "direct_dead", False) and peer.current is not None \
+            moved = path is None or path.transport is not best.via or path.endpoint != best.remote
+            if (changed is not None or moved) and (
+                    path is None or path.kind is PathKind.RELAYED or changed is not None
+                    or pt.direct_lost):
+                self._use(pt, best)
+        elif path is not None and path.kind is PathKind.DIRECT and pt.checks.pairs \
+                and not pt.direct_lost and peer.tunnel_up \
                 and any(p.last_pong > -1e17 for p in pt.checks.pairs):
-            peer.direct_dead = True  # the direct path we used stopped answering
+            pt.direct_lost = True  # the direct path we used stopped answering
             self._replan(pt)
-            relay = self.node.relay()
-            log.info("peer %s: direct path lost%s", peer.name,
-                     ", falling back to the relay" if relay else "")
-            if relay is not None:
-                peer.via, peer.send, peer.endpoint = relay, relay.send, relay.endpoint_for(
-                    peer.public_key)
+            self.node.path_lost(peer.public_key, path, "direct checks stopped answering")
 
     def _use(self, pt: PeerTraversal, pair: Pair) -> None:
         peer = pt.peer
         log.info("peer %s: direct path %s via %s (rtt %.1f ms)", peer.name, pair.remote,
-                 getattr(pair.via, "name", "?"), (pair.rtt or 0) * 1000)
-        peer.endpoint, peer.via, peer.send = pair.remote, pair.via, pair.via.send
-        peer.direct_dead = False
+                 pair.via.name, (pair.rtt or 0) * 1000)
+        pt.direct_lost = False
         if pt.connected_at is None:
-            pt.connected_at = self.engine.clock()
-        self.engine.kick(peer)
+            pt.connected_at = self.node.clock()
+        self.node.offer_path(peer.public_key, Path.over(pair.via, pair.remote), pair.rtt,
+                             "connectivity check answered")
+
+    # ------------------------------------------------------------ status
+    def status(self, status: dict[str, Any]) -> None:
+        from shoal.identity import decode_public_key
+
+        status["node"]["nat"] = self.nat.as_dict()
+        for p in status["peers"]:
+            pt = self.peers.get(decode_public_key(p["public_key"]))
+            if pt is None:
+                continue
+            sel = pt.checks.selected
+            p["candidates"] = [{"address": f"{x.remote[0]}:{x.remote[1]}",
+                                "type": x.type.name.lower(), "state": x.state.value,
+                                "rtt_ms": None if x.rtt is None else round(x.rtt * 1000, 2)}
+                               for x in pt.checks.pairs[:16]]
+            if sel is not None and p.get("path") == "direct":
+                p["rtt_ms"] = round((sel.rtt or 0) * 1000, 2)
+            if pt.connected_at is not None:
+                p["direct_since_s"] = round(self.node.clock() - pt.connected_at, 1)
 
     # ------------------------------------------------------------ timers
     async def _run(self) -> None:
@@ -420,7 +443,7 @@ class Agent:
                 log.exception("traversal tick failed")
 
     def _tick(self) -> None:
-        now = self.engine.clock()
+        now = self.node.clock()
         for pt in list(self.peers.values()):
             if not pt.info.nat.udp or not self.nat.udp:
                 continue

@@ -1,0 +1,180 @@
+"""The plugin contract inside a whole node (in memory): order is preference, handler
+collisions are errors, and a third-party transport registered in-process carries traffic."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from shoal import identity
+from shoal.config import NodeConfig
+from shoal.errors import PluginError
+from shoal.hookspecs import hookimpl
+from shoal.node import Node
+from shoal.plugin_api import NodeHandle, NodePlugin
+from shoal.plugins import load_plugins
+from shoal.testing.fakes import FakeNetwork, FakeTransport, FakeTun, ipv4_packet
+from shoal.transport import PathKind
+
+A_IP, B_IP = "100.64.0.1", "100.64.0.2"
+
+
+class TransportPlugin(NodePlugin):
+    def __init__(self, node: NodeHandle, transport: FakeTransport,
+                 datagram_type: int | None = None) -> None:
+        self.node = node
+        self.transport = transport
+        self.datagram_type = datagram_type
+
+    def transports(self) -> list[FakeTransport]:
+        return [self.transport]
+
+    def start(self) -> None:
+        if self.datagram_type is not None:
+            self.node.register_datagram_handler(self.datagram_type, lambda d, a, t: None)
+
+
+class ThirdParty:
+    """An in-process plugin offering one in-memory transport."""
+
+    def __init__(self, net: FakeNetwork, addr: tuple[str, int], name: str,
+                 kind: PathKind = PathKind.DIRECT, datagram_type: int | None = None) -> None:
+        self.net, self.addr, self.name, self.kind = net, addr, name, kind
+        self.datagram_type = datagram_type
+
+    @hookimpl
+    def shoal_node_plugin(self, node: NodeHandle) -> NodePlugin:
+        return TransportPlugin(node, self.net.transport(self.addr, self.name, self.kind),
+                               self.datagram_type)
+
+
+def node_config(tmp: Path, name: str, vip: str, peers: list[dict] | None = None) -> NodeConfig:
+    return NodeConfig.model_validate({
+        "name": name, "state_dir": str(tmp / name), "plugins": [],
+        "interface": {"address": f"{vip}/10"}, "api": {"socket": str(tmp / f"{name}.sock")},
+        "tunnel": {"keepalive": 1}, "peers": peers or []})
+
+
+def make_node(cfg: NodeConfig, extra: list[tuple[str, object]]) -> tuple[Node, list[FakeTun]]:
+    tuns: list[FakeTun] = []
+
+    def tun_factory(_cfg: NodeConfig, _mac: bytes) -> FakeTun:
+        tuns.append(FakeTun())
+        return tuns[-1]
+
+    return Node(cfg, pm=load_plugins([], extra=extra), tun_factory=tun_factory), tuns
+
+
+async def wait_for(cond, timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if cond():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+def test_third_party_transport_carries_a_ping(tmp_path):
+    """Two nodes whose only transport is a third party's, addressed as ``third=host:port``."""
+    ka = identity.load_or_create(tmp_path / "a")
+    kb = identity.load_or_create(tmp_path / "b")
+    net = FakeNetwork()
+    a_ep, b_ep = ("192.0.2.1", 5000), ("192.0.2.2", 5000)
+    cfg_a = node_config(tmp_path, "a", A_IP, [{"name": "b", "public_key": kb.public_b64,
+                                               "endpoint": "third=192.0.2.2:5000",
+                                               "virtual_ip": B_IP}])
+    cfg_b = node_config(tmp_path, "b", B_IP, [{"name": "a", "public_key": ka.public_b64,
+                                               "endpoint": "third=192.0.2.1:5000",
+                                               "virtual_ip": A_IP}])
+    a, tuns_a = make_node(cfg_a, [("third", ThirdParty(net, a_ep, "third"))])
+    b, tuns_b = make_node(cfg_b, [("third", ThirdParty(net, b_ep, "third"))])
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(a.run(stop)), asyncio.create_task(b.run(stop))]
+        await asyncio.wait_for(asyncio.gather(a.ready.wait(), b.ready.wait()), 5)
+        ping = ipv4_packet(A_IP, B_IP, b"ping")
+        got: list[bytes] = []
+
+        def delivered() -> bool:
+            tuns_a[0].inject(ping)
+            got.extend(tuns_b[0].delivered())
+            return ping in got
+
+        await wait_for(delivered)
+        peer = a.status()["peers"][0]
+        assert (peer["path"], peer["transport"], peer["endpoint"]) == \
+            ("direct", "third", "192.0.2.2:5000")
+        kinds = {t["plugin"]: t["kind"] for t in a.status()["node"]["transports"]}
+        assert kinds == {"third": "direct"}
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+
+
+def test_plugins_order_is_preference(tmp_path):
+    """The first direct transport in ``plugins`` order is the main one, whichever way round."""
+    identity.load_or_create(tmp_path / "a")
+    net = FakeNetwork()
+    for order in (["first", "second"], ["second", "first"]):
+        plugins = {"first": ThirdParty(net, ("192.0.2.1", 1), "first"),
+                   "second": ThirdParty(net, ("192.0.2.1", 2), "second")}
+        node, _ = make_node(node_config(tmp_path, "a", A_IP), [(n, plugins[n]) for n in order])
+        main = node._create_plugins()
+        assert main.name == order[0]
+        assert [node.plugin_of(t) for t in node.transports] == order
+
+
+class _Dummy:
+    """Enough of a handle for the udp and relay plugins' constructors."""
+
+    keypair = identity.StaticKeypair.generate()
+
+    def settings(self, model):
+        return model()
+
+    def host_addresses(self):
+        return []
+
+
+def test_configured_order_beats_pluggy_call_order(tmp_path):
+    """pluggy calls hooks last-registered first; the node must not: udp stays first."""
+    node = Node(node_config(tmp_path, "a", A_IP).model_copy(update={"plugins": ["udp", "relay"]}))
+    node.keypair = identity.load_or_create(tmp_path / "a")
+    pluggy_order = [type(p).__name__ for p in node.pm.hook.shoal_node_plugin(node=_Dummy())]
+    assert pluggy_order == ["RelayNodePlugin", "UdpPlugin"]
+    main = node._create_plugins()
+    assert [node.plugin_of(t) for t in node.transports] == ["udp", "relay"]
+    assert node.plugin_of(main) == "udp"
+
+
+def test_datagram_type_collision_names_both_plugins(tmp_path):
+    identity.load_or_create(tmp_path / "a")
+    net = FakeNetwork()
+    node, _ = make_node(node_config(tmp_path, "a", A_IP), [
+        ("alpha", ThirdParty(net, ("192.0.2.1", 1), "alpha", datagram_type=0x42)),
+        ("beta", ThirdParty(net, ("192.0.2.1", 2), "beta", datagram_type=0x42))])
+    with pytest.raises(PluginError, match=r"plugins 'alpha' and 'beta' both register datagram "
+                                          r"type 0x42"):
+        asyncio.run(node.run(asyncio.Event()))
+
+
+def test_core_datagram_types_are_reserved(tmp_path):
+    identity.load_or_create(tmp_path / "a")
+    node, _ = make_node(node_config(tmp_path, "a", A_IP), [
+        ("alpha", ThirdParty(FakeNetwork(), ("192.0.2.1", 1), "alpha", datagram_type=0x04))])
+    with pytest.raises(PluginError, match=r"'alpha': datagram type 0x04 is the core's own"):
+        asyncio.run(node.run(asyncio.Event()))
+
+
+class NotAPlugin:
+    @hookimpl
+    def shoal_node_plugin(self, node: NodeHandle) -> object:
+        return object()
+
+
+def test_hook_must_return_a_node_plugin(tmp_path):
+    node, _ = make_node(node_config(tmp_path, "a", A_IP), [("odd", NotAPlugin())])
+    with pytest.raises(PluginError, match=r"plugin 'odd': shoal_node_plugin returned a object"):
+        node._create_plugins()
