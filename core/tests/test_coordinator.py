@@ -210,3 +210,32 @@ def test_duplicate_network_name():
     with pytest.raises(RequestError) as e:
         w.create("a", "lan")
     assert e.value.code == "exists"
+
+
+def test_signals_reach_only_peers_that_see_each_other_and_are_rate_limited():
+    from shoal.server.coordinator import SIGNAL_RATE
+
+    w = World()
+    for n in ("a", "b", "c"):
+        w.login(n)
+    w.create("a", "lan")
+    w.join("b", "lan")
+    sig = m.SignalTo(to=w.keys["b"], kind="template", data="hello")
+    out = w.c.signal(w.keys["a"], sig)
+    assert out == [(w.keys["b"], m.Signal(sender=w.keys["a"], kind="template", data="hello"))]
+    # c shares no network with a: nothing is forwarded either way
+    assert w.c.signal(w.keys["c"], sig) == []
+    assert w.c.signal(w.keys["a"], m.SignalTo(to=w.keys["c"], kind="x", data="")) == []
+    # at most SIGNAL_RATE per second per sender (the clock stands still in World)
+    sent = sum(len(w.c.signal(w.keys["b"], m.SignalTo(to=w.keys["a"], kind="k", data="d")))
+               for _ in range(SIGNAL_RATE + 10))
+    assert sent == SIGNAL_RATE
+
+
+def test_signal_messages_round_trip_and_are_bounded():
+    k = key()
+    msg = m.decode_to_node(m.encode(m.Signal(sender=k, kind="wss", data="x" * 1024)))
+    assert isinstance(msg, m.Signal) and msg.sender == k and len(msg.data) == 1024
+    with pytest.raises(m.BadMessage):
+        m.decode_to_server(m.encode(m.SignalTo.model_construct(to=k, kind="wss",
+                                                               data="x" * 1025)))
