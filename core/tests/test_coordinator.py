@@ -1,7 +1,6 @@
 """Membership rules, visibility and address allocation, without sockets."""
 
 import pytest
-
 from shoal.control import messages as m
 from shoal.identity import StaticKeypair
 from shoal.server.coordinator import Coordinator, PoolExhausted, RequestError

@@ -117,7 +117,7 @@ class Engine:
         self.path_policy: PathPolicy = always_roam
         self.on_peer_up: Callable[[Peer], None] = lambda p: None
         self.guard = CookieChecker(local.public, clock)
-        self._backlog: deque[tuple[wire.HandshakeInit, Endpoint, Any]] = deque()
+        self._backlog: deque[tuple[wire.HandshakeInit, Endpoint, Transport]] = deque()
         self._draining = False
         self._last_ts = 0
         self._tick_task: asyncio.Task[None] | None = None
@@ -416,7 +416,7 @@ class Engine:
             self.drops.handshake += 1
             log.debug("handshake from %s rejected: %s", addr, e)
 
-    def _screen_initiation(self, data: bytes, addr: Endpoint, via: Any) -> None:
+    def _screen_initiation(self, data: bytes, addr: Endpoint, via: Transport) -> None:
         """The cheap checks, in order of cost, before an initiation may wait for its DH."""
         if len(data) < wire.INIT_MIN:
             raise wire.MalformedPacket("short handshake initiation")

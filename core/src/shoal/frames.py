@@ -1,7 +1,7 @@
 """Frame handlers: what the interface reader does with packets unicast routing misses.
 
 A handler is a plain callable ``handler(packet) -> bool`` registered once at
-start-up through ``shoal_frames_register_handlers``; it returns True when it
+start-up through ``NodeHandle.register_frame_handler``; it returns True when it
 took the packet (e.g. flooded a broadcast to the network's peers). Handlers
 run on the data path, so they must be cheap and must not block.
 """

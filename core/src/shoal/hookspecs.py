@@ -25,7 +25,6 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
 
-    from shoal.frames import FrameHandler
     from shoal.identity import StaticKeypair
     from shoal.plugin_api import NodeHandle, NodePlugin
     from shoal.plugin_context import PluginContext

@@ -24,7 +24,7 @@ from typing import Any
 import pluggy
 from pydantic import BaseModel
 
-from shoal import __version__, wire
+from shoal import __version__, plugin_api, wire
 from shoal.addressing import ipv6_for, mac_for_key, mac_str
 from shoal.api import ApiServer
 from shoal.config import NodeConfig, plugin_settings
@@ -34,10 +34,10 @@ from shoal.engine import Engine
 from shoal.errors import PluginError, ShoalError
 from shoal.identity import StaticKeypair, decode_public_key
 from shoal.metrics import MetricsEndpoint, start_node_metrics
-from shoal.path_report import path_reports
 from shoal.node_handle import HandleRegistry, PluginHandle
 from shoal.path import Path as PeerPath
 from shoal.path_control import PathControl
+from shoal.path_report import path_reports
 from shoal.peer import Peer, Timers
 from shoal.plugin_api import NodePlugin
 from shoal.plugins import load_plugins
@@ -63,7 +63,7 @@ def load_keypair(cfg: NodeConfig, pm: pluggy.PluginManager, create: bool = True)
     return kp  # type: ignore[no-any-return]
 
 
-STATIC_NETWORK = ("static",)
+STATIC_NETWORK = (plugin_api.STATIC_NETWORK,)
 
 
 @dataclass

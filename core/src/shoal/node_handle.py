@@ -144,6 +144,12 @@ class PluginHandle(NodeHandle):
     def networks_of(self, peer_key: bytes) -> Sequence[str]:
         return self._node.networks_of(peer_key)
 
+    def networks(self) -> list[str]:
+        ctl = self._node.control
+        if ctl is None:
+            return []
+        return [n.name for n in ctl.state.networks if n.role != "pending"]
+
     # ------------------------------------------------------------ paths
     @property
     def main_transport(self) -> Transport:

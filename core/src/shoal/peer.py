@@ -45,8 +45,8 @@ from shoal.addressing import ipv6_for, mac_for_key
 from shoal.cookie import MacSealer
 from shoal.handshake import HandshakeError, Initiator, SessionKeys, new_index
 from shoal.identity import StaticKeypair, encode_key
-from shoal.routing.rules import SourceCheck
 from shoal.path import Path, path_text
+from shoal.routing.rules import SourceCheck
 from shoal.session import REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, Session
 from shoal.transport import Transport
 

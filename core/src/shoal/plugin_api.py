@@ -49,8 +49,11 @@ SignalHandler = Callable[[bytes, str], None]
 
 S = TypeVar("S", bound=BaseModel)
 
-#: Type bytes the core uses itself (handshake initiation, response, data; see wire.py).
-CORE_DATAGRAM_TYPES = frozenset({1, 2, 4})
+#: Type bytes the core uses itself (handshake initiation, response, cookie reply, data,
+#: path probes; see wire.py and path_probe.py).
+CORE_DATAGRAM_TYPES = frozenset({1, 2, 3, 4, 6})
+#: What ``NodeHandle.networks_of`` says for a ``[[peers]]`` entry of the config.
+STATIC_NETWORK = "static"
 
 
 class Drop(Enum):
@@ -156,7 +159,11 @@ class NodeHandle(ABC):
 
     @abstractmethod
     def networks_of(self, peer_key: bytes) -> Sequence[str]:
-        """Networks this node shares with the peer (``("static",)`` for ``[[peers]]``)."""
+        """Networks this node shares with the peer (``(STATIC_NETWORK,)`` for ``[[peers]]``)."""
+
+    @abstractmethod
+    def networks(self) -> list[str]:
+        """Networks this node is an active member of (as the server last said)."""
 
     # ------------------------------------------------------------ paths
     @property
@@ -255,6 +262,6 @@ class ServerHandle(Protocol):
 
 
 __all__ = [
-    "CORE_DATAGRAM_TYPES", "DatagramHandler", "Drop", "NodeHandle", "NodePlugin", "PeerView",
-    "ServerHandle", "SignalHandler",
+    "CORE_DATAGRAM_TYPES", "STATIC_NETWORK", "DatagramHandler", "Drop", "NodeHandle",
+    "NodePlugin", "PeerView", "ServerHandle", "SignalHandler",
 ]

@@ -45,7 +45,7 @@ def test_plugin_registers_a_flooder_that_uses_the_nodes_networks():
         keys = {n: StaticKeypair.generate().public for n in ("bob", "carol", "static1", "x")}
         node = FakeNodeHandle("broadcast")
         node.interface = None  # no interface to watch
-        node.networks.update({keys["bob"]: ["lan", "games"], keys["carol"]: ["lan"],
+        node.peer_networks.update({keys["bob"]: ["lan", "games"], keys["carol"]: ["lan"],
                               keys["static1"]: ["static"], keys["x"]: []})
         for n, k in keys.items():
             node.peer_map[k] = SimpleNamespace(name=n)

@@ -45,7 +45,7 @@ def test_bridge_peers_are_the_peers_sharing_a_network():
            "x": b"\x64\x40\x00\x06"}
     node = FakeNodeHandle("ipx")
     node.peer_map.update({k: SimpleNamespace(name=n, vip_packed=vip[n]) for n, k in keys.items()})
-    node.networks.update({keys["bob"]: ["lan"], keys["carol"]: ["lan", "games"],
+    node.peer_networks.update({keys["bob"]: ["lan"], keys["carol"]: ["lan", "games"],
                           keys["static1"]: ["static"], keys["x"]: []})
     rt = IpxPlugin(node)
     assert rt.peer_ips() == {vip["bob"], vip["carol"], vip["static1"]}

@@ -3,24 +3,27 @@
 from types import SimpleNamespace
 
 from dnslib import RCODE, DNSRecord
+from shoal.testing.fakes import FakeNodeHandle
 from shoal_names_dns.answer import refuse
 from shoal_names_dns.plugin import members_of, visible_to
 from shoal_names_dns.zone import build
 
 
-def info(name, key, ip, nets):
-    return SimpleNamespace(name=name, public_key=key * 43 + "=", virtual_ip=ip, networks=nets)
+def _node():
+    node = FakeNodeHandle("dns", config=SimpleNamespace(name="me"),
+                          keypair=SimpleNamespace(public_b64="m" * 43 + "="))
+    node.address = "100.64.0.2"
+    node.own_networks = ["site", "other"]   # "club" is pending: not listed
+    for k, name, key, ip, nets in ((b"1", "bob", "b", "100.64.0.3", ["site"]),
+                                   (b"2", "eve", "e", "100.64.0.4", ["other"]),
+                                   (b"3", "stat", "s", "100.64.0.5", ["static"])):
+        node.peer_map[k] = SimpleNamespace(name=name, public_key_b64=key * 43 + "=",
+                                           virtual_ip=ip)
+        node.peer_networks[k] = nets
+    return node
 
 
-NODE = SimpleNamespace(
-    virtual_ip="100.64.0.2",
-    keypair=SimpleNamespace(public_b64="m" * 43 + "="),
-    cfg=SimpleNamespace(name="me"),
-    control=SimpleNamespace(state=SimpleNamespace(networks=[
-        SimpleNamespace(name="site", role="owner"), SimpleNamespace(name="other", role="member"),
-        SimpleNamespace(name="club", role="pending")])),
-    server_peers={1: info("bob", "b", "100.64.0.3", ["site"]),
-                  2: info("eve", "e", "100.64.0.4", ["other"])})
+NODE = _node()
 
 
 def test_members_of_the_node_and_its_peers():

@@ -139,8 +139,8 @@ class FakeNodeHandle(NodeHandle):
 
     Records what the plugin does: ``datagram_handlers``, ``frame_handlers``,
     ``drops``, ``sent`` (peer, packet), ``offered`` / ``lost`` paths,
-    ``announced`` candidates and ``signals``. ``peers`` and ``networks`` are
-    plain dicts the test fills; ``deliver_signal`` plays a peer's signal.
+    ``announced`` candidates and ``signals``. ``peer_map`` and ``peer_networks``
+    are plain dicts the test fills; ``deliver_signal`` plays a peer's signal.
     """
 
     def __init__(self, plugin: str = "test", config: Any = None,
@@ -162,7 +162,8 @@ class FakeNodeHandle(NodeHandle):
         self.sent: list[tuple[Any, bytes]] = []
         self.received: list[tuple[bytes, Any, Transport]] = []
         self.peer_map: dict[bytes, Any] = {}
-        self.networks: dict[bytes, Sequence[str]] = {}
+        self.peer_networks: dict[bytes, Sequence[str]] = {}
+        self.own_networks: list[str] = []
         self.offered: list[tuple[bytes, Path, float | None, str]] = []
         self.lost: list[tuple[bytes, Path, str]] = []
         self.announced: list[tuple[list[str], Any]] = []
@@ -228,7 +229,10 @@ class FakeNodeHandle(NodeHandle):
         return self.peer_map
 
     def networks_of(self, peer_key: bytes) -> Sequence[str]:
-        return self.networks.get(peer_key, ())
+        return self.peer_networks.get(peer_key, ())
+
+    def networks(self) -> list[str]:
+        return list(self.own_networks)
 
     @property
     def main_transport(self) -> Transport:

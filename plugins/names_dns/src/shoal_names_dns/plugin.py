@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 from shoal.config import parse_endpoint
 from shoal.hookspecs import hookimpl
-from shoal.plugin_context import PluginContext
+from shoal.plugin_api import STATIC_NETWORK, NodeHandle, NodePlugin
 
 from shoal_names_dns import resolved
 from shoal_names_dns.answer import Counters, answer, refuse
@@ -46,21 +46,29 @@ class DnsSettings(BaseModel):
         return v
 
 
-def members_of(node: Any) -> list[Member]:
-    """This node and the peers the server gave it, once per network they share."""
-    out: list[Member] = []
-    vip = node.virtual_ip
-    ctl = node.control
-    if vip and node.keypair is not None and ctl is not None:
-        me = node.keypair.public_b64
-        out += [Member(node.cfg.name, n.name, vip, me) for n in ctl.state.networks
-                if n.role != "pending"]
-    for info in list(node.server_peers.values()):
-        out += [Member(info.name, net, info.virtual_ip, info.public_key) for net in info.networks]
+def _server_peers(node: NodeHandle) -> list[tuple[Any, list[str]]]:
+    """The peers the server gave this node, with the networks they share."""
+    out = []
+    for key, p in list(node.peers.items()):
+        nets = [n for n in node.networks_of(key) if n != STATIC_NETWORK]
+        if nets:
+            out.append((p, nets))
     return out
 
 
-def visible_to(node: Any, members: list[Member], source: str) -> list[Member] | None:
+def members_of(node: NodeHandle) -> list[Member]:
+    """This node and the peers the server gave it, once per network they share."""
+    out: list[Member] = []
+    vip = node.virtual_ip
+    if vip:
+        me = node.keypair.public_b64
+        out += [Member(node.config.name, n, vip, me) for n in node.networks()]
+    for p, nets in _server_peers(node):
+        out += [Member(p.name, net, p.virtual_ip, p.public_key_b64) for net in nets]
+    return out
+
+
+def visible_to(node: NodeHandle, members: list[Member], source: str) -> list[Member] | None:
     """The members a query from ``source`` may learn about; None: refuse it.
 
     This host (its own overlay address, loopback) sees every network of the node;
@@ -69,9 +77,9 @@ def visible_to(node: Any, members: list[Member], source: str) -> list[Member] | 
     """
     if source == node.virtual_ip or ipaddress.ip_address(source).is_loopback:
         return members
-    for info in list(node.server_peers.values()):
-        if info.virtual_ip == source:
-            shared = set(info.networks)
+    for p, nets in _server_peers(node):
+        if p.virtual_ip == source:
+            shared = set(nets)
             return [m for m in members if m.network in shared]
     return None
 
@@ -99,12 +107,12 @@ class _Protocol(asyncio.DatagramProtocol):
             self.transport.sendto(reply, addr)
 
 
-class DnsRuntime:
+class DnsRuntime(NodePlugin):
     """The responder of one running node."""
 
-    def __init__(self, node: Any, settings: DnsSettings) -> None:
+    def __init__(self, node: NodeHandle) -> None:
         self.node = node
-        self.settings = settings
+        self.settings = node.settings(DnsSettings)
         self.counters = Counters()
         self.bound: tuple[str, int] | None = None
         self.resolved_error: str | None = None
@@ -155,7 +163,7 @@ class DnsRuntime:
         await self._register(addr)
 
     async def _register(self, addr: tuple[str, int]) -> None:
-        ifname = getattr(self.node.tun, "name", None)
+        ifname = self.node.interface_name
         if not self.settings.register_resolved or ifname is None \
                 or not resolved.resolved_running():
             return
@@ -166,7 +174,7 @@ class DnsRuntime:
         else:
             log.info("dns: systemd-resolved sends *.shoal queries to %s:%d", *addr)
 
-    def status(self) -> dict[str, Any]:
+    def figures(self) -> dict[str, Any]:
         c = self.counters
         return {"listen": f"{self.bound[0]}:{self.bound[1]}" if self.bound else None,
                 "answered": c.answered, "nxdomain": c.nxdomain, "refused": c.refused,
@@ -174,8 +182,10 @@ class DnsRuntime:
                 "resolved_error": self.resolved_error,
                 "names": len(build(members_of(self.node)))}
 
-
-_runtimes: dict[int, DnsRuntime] = {}
+    def status(self, status: dict[str, Any]) -> None:
+        st = self.figures()
+        status["node"]["dns"] = st["listen"]
+        status["dns"] = st
 
 
 @hookimpl(optionalhook=True)
@@ -184,27 +194,6 @@ def shoal_config_register_settings(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl(optionalhook=True)
-def shoal_lifecycle_node_up(context: PluginContext) -> None:
-    if context.node is None:
-        return
-    settings = context.settings_for("dns") or DnsSettings()
-    rt = DnsRuntime(context.node, settings)  # type: ignore[arg-type]
-    _runtimes[id(context)] = rt
-    rt.start()
-
-
-@hookimpl(optionalhook=True)
-def shoal_lifecycle_node_down(context: PluginContext) -> None:
+def shoal_node_plugin(node: NodeHandle) -> DnsRuntime:
     # The interface goes away with the node: systemd-resolved drops its settings itself.
-    rt = _runtimes.pop(id(context), None)
-    if rt is not None:
-        rt.stop()
-
-
-@hookimpl(optionalhook=True)
-def shoal_status_extend(status: dict[str, Any], context: PluginContext) -> None:
-    rt = _runtimes.get(id(context))
-    if rt is not None:
-        st = rt.status()
-        status["node"]["dns"] = st["listen"]
-        status["dns"] = st
+    return DnsRuntime(node)

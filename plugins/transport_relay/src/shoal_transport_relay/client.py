@@ -91,9 +91,10 @@ class RelayClient(Transport):
 
     # ------------------------------------------------------------ grants
     def on_welcome(self, welcome: Welcome) -> None:
-        if not welcome.relays:
+        grants = [g for g in welcome.relays if g.udp or g.tcp]   # others are for other clients
+        if not grants:
             return
-        self._grant = welcome.relays[0]
+        self._grant = grants[0]
         if self._task is None or self._task.done():
             assert self._loop is not None
             self._task = self._loop.create_task(self._run())

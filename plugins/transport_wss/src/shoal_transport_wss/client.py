@@ -34,12 +34,11 @@ from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
+from shoal.transport import Delivery, Endpoint, PathKind, Readiness, Receive, Transport
+from shoal_transport_relay import protocol as p
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidProxyStatus, WebSocketException
 
-from shoal.transport import Endpoint, Receive
-
-from shoal_transport_relay import protocol as p
 from shoal_transport_wss import pinning
 from shoal_transport_wss.backoff import Backoff
 from shoal_transport_wss.framing import (
@@ -96,11 +95,13 @@ class WssGrant:
     expires: int
 
 
-class WssClient:
-    """A transport (name ``wss``, kind ``relay``) carrying sealed packets to the relay."""
+class WssClient(Transport):
+    """A transport (name ``wss``, kind relayed) carrying sealed packets to the relay."""
 
     name = "wss"
-    kind = "relay"
+    kind = PathKind.RELAYED
+    delivery = Delivery.STREAM
+    overhead = 40 + 8 + p.HEADER_LEN   # IP + TCP, TLS record and WebSocket framing, relay header
     mode = "wss"
 
     def __init__(self, local_key: bytes, proxy: str | None = None,
@@ -134,7 +135,7 @@ class WssClient:
         return self.state is WssState.READY
 
     @staticmethod
-    def endpoint_for(public_key: bytes) -> tuple[str, str]:
+    def endpoint_for(public_key: bytes) -> tuple[str, str]:  # type: ignore[override]
         """How a peer is addressed through the relay (the same as over UDP/TCP)."""
         return ("relay", p.node_id(public_key).hex())
 
@@ -163,6 +164,7 @@ class WssClient:
             self._ws.transport.abort()
             self._ws = None
         self._set(WssState.CLOSED)
+        self.set_readiness(Readiness.CLOSED, "closed")
 
     # ------------------------------------------------------------ grants
     def use_grant(self, grant: WssGrant) -> None:
@@ -266,6 +268,7 @@ class WssClient:
         self.last_error = None
         log.info("wss relay ready at %s%s (rtt %.1f ms)", where,
                  f" through proxy {redact(self.proxy)}" if self.proxy else "", self.rtt_ms or 0)
+        self.set_readiness(Readiness.READY, f"registered at {where}")
         if self.on_ready is not None:
             self.on_ready(self)
 
@@ -274,6 +277,7 @@ class WssClient:
         self._set(WssState.BACKOFF)
         self.counters.lost += 1
         log.warning("wss relay %s lost: %s; reconnecting", where, why)
+        self.set_readiness(Readiness.LOST, why)
         if self.on_lost is not None:
             self.on_lost(self)
 
@@ -312,6 +316,10 @@ class WssClient:
                             write_now(self._ws, self._alloc_msg(self._grant))
                         except OSError:
                             pass
+
+    def describe(self) -> dict[str, Any]:
+        return {"mode": self.mode, "address": self.relay,
+                "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 2)}
 
     def status(self) -> dict[str, Any]:
         return {"state": self.state.value, "ready": self.ready, "relay": self.relay,

@@ -19,10 +19,12 @@ from typing import Any
 
 from shoal.config import parse_endpoint
 from shoal.hookspecs import hookimpl
+from shoal.plugin_api import NodeHandle, NodePlugin
 from shoal.plugin_context import PluginContext
-
+from shoal.transport import Transport
 from shoal_transport_relay.plugin import secret_path
 from shoal_transport_relay.service import RelayService, load_secret
+
 from shoal_transport_wss import pinning
 from shoal_transport_wss.client import WssClient
 from shoal_transport_wss.listener import WssListener
@@ -39,23 +41,22 @@ def shoal_config_register_settings(register):  # type: ignore[no-untyped-def]
 
 
 # ------------------------------------------------------------------ node side
-@hookimpl
-def shoal_transport_create(context: PluginContext) -> WssClient | None:
-    node = context.node
-    settings = context.settings_for("wss")
-    if node is None or node.keypair is None or not isinstance(settings, WssSettings):
-        return None
-    return WssClient(node.keypair.public, settings.proxy)
+class WssNodePlugin(NodePlugin):
+    """The WSS client of one node."""
+
+    def __init__(self, node: NodeHandle) -> None:
+        self.client = WssClient(node.keypair.public, node.settings(WssSettings).proxy)
+
+    def transports(self) -> list[Transport]:
+        return [self.client]
+
+    def status(self, status: dict[str, Any]) -> None:
+        status["wss"] = self.client.status()
 
 
 @hookimpl
-def shoal_status_extend(status: dict[str, Any], context: PluginContext) -> None:
-    node = context.node
-    if node is None:
-        return
-    for t in node.transports:
-        if isinstance(t, WssClient):
-            status["wss"] = t.status()
+def shoal_node_plugin(node: NodeHandle) -> WssNodePlugin:
+    return WssNodePlugin(node)
 
 
 # ------------------------------------------------------------------ server side
@@ -78,8 +79,8 @@ def shoal_server_register_services(register, context: PluginContext) -> None:  #
     async def run() -> None:
         # A front end of the in-server relay (relay plugin) when it runs, so nodes on
         # UDP, TCP and WSS reach each other; else of a relay core of its own.
-        service = server.relay_service
-        if service is not None:
+        service = server.published("relay")
+        if isinstance(service, RelayService):
             await listener.run(service)
             return
         service = RelayService(secret, None, None)
