@@ -178,3 +178,84 @@ def test_hook_must_return_a_node_plugin(tmp_path):
     node, _ = make_node(node_config(tmp_path, "a", A_IP), [("odd", NotAPlugin())])
     with pytest.raises(PluginError, match=r"plugin 'odd': shoal_node_plugin returned a object"):
         node._create_plugins()
+
+
+class RelayParty:
+    """An in-process plugin offering a relayed in-memory transport (addressed by key)."""
+
+    def __init__(self, net: FakeNetwork, name: str = "frelay") -> None:
+        self.net, self.name = net, name
+
+    @hookimpl
+    def shoal_node_plugin(self, node: NodeHandle) -> NodePlugin:
+        addr = ("relay", node.keypair.public.hex())
+        return TransportPlugin(node, self.net.transport(addr, self.name, PathKind.RELAYED))
+
+
+def test_path_choice_across_third_party_transports(tmp_path):
+    """A direct third-party path is preferred to a relayed one; when it breaks the peer
+    moves to the relayed path (probes find it usable) and back when it heals, with
+    traffic flowing all along."""
+    ka = identity.load_or_create(tmp_path / "a")
+    kb = identity.load_or_create(tmp_path / "b")
+    net = FakeNetwork()
+    a_ep, b_ep = ("192.0.2.1", 5000), ("192.0.2.2", 5000)
+    cfg_a = node_config(tmp_path, "a", A_IP, [{"name": "b", "public_key": kb.public_b64,
+                                               "endpoint": "third=192.0.2.2:5000",
+                                               "virtual_ip": B_IP}])
+    cfg_b = node_config(tmp_path, "b", B_IP, [{"name": "a", "public_key": ka.public_b64,
+                                               "endpoint": "third=192.0.2.1:5000",
+                                               "virtual_ip": A_IP}])
+    a, tuns_a = make_node(cfg_a, [("third", ThirdParty(net, a_ep, "third")),
+                                  ("frelay", RelayParty(net))])
+    b, tuns_b = make_node(cfg_b, [("third", ThirdParty(net, b_ep, "third")),
+                                  ("frelay", RelayParty(net))])
+    broken = {"on": False}
+
+    def cut(data: bytes, src, dst) -> list[bytes]:
+        direct = src in (a_ep, b_ep) and dst in (a_ep, b_ep)
+        return [] if broken["on"] and direct else [data]
+
+    net.filter = cut
+
+    def path_of(node: Node) -> tuple[str, str]:
+        p = node.status()["peers"][0]
+        return p["path"], p["transport"]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(a.run(stop)), asyncio.create_task(b.run(stop))]
+        await asyncio.wait_for(asyncio.gather(a.ready.wait(), b.ready.wait()), 5)
+        n = [0]
+
+        def ping() -> bool:
+            n[0] += 1
+            pkt = ipv4_packet(A_IP, B_IP, b"ping %d" % n[0])
+            tuns_a[0].inject(pkt)
+            return False
+
+        async def flows() -> None:
+            ping()
+            seen = tuns_b[0].delivered()
+            for _ in range(50):
+                await asyncio.sleep(0.02)
+                seen += tuns_b[0].delivered()
+                if seen:
+                    return
+            raise AssertionError("no traffic")
+
+        await flows()
+        await wait_for(lambda: path_of(a) == ("direct", "third"))
+        # the relayed path is probed and usable in the background
+        await wait_for(lambda: any(x["transport"] == "frelay" and x["state"] == "usable"
+                                   for x in a.status()["peers"][0]["paths"]))
+        broken["on"] = True
+        await wait_for(lambda: path_of(a) == ("relay", "frelay"), timeout=8)
+        await flows()
+        broken["on"] = False
+        await wait_for(lambda: path_of(a) == ("direct", "third"), timeout=8)
+        await flows()
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())

@@ -24,7 +24,7 @@ from typing import Any
 import pluggy
 from pydantic import BaseModel
 
-from shoal import __version__, plugin_api, wire
+from shoal import __version__, path_probe, plugin_api, wire
 from shoal.addressing import ipv6_for, mac_for_key, mac_str
 from shoal.api import ApiServer
 from shoal.config import NodeConfig, plugin_settings
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 TunFactory = Callable[[NodeConfig, bytes], TunDevice]
 STALE_GRACE = 15.0
+PATH_ROUND = 0.25
 
 
 def linux_tun(cfg: NodeConfig, mac: bytes | None = None) -> TunDevice:
@@ -102,6 +103,7 @@ class Node:
         self._static_keys = {decode_public_key(p.public_key) for p in cfg.peers}
         self._address = cfg.interface.address
         self.ready = asyncio.Event()
+        self._closing = False
 
     # ------------------------------------------------------------ plugins
     def _create_plugins(self) -> Transport:
@@ -176,10 +178,13 @@ class Node:
             self.engine = Engine(self.keypair, self.tun.fileno(), transport, ciphers, timers,
                                  mode=cfg.interface.mode)
             self.engine.on_peer_up = self._peer_up
-            self.paths = PathControl(self.engine.peers, self.transports, self.engine.kick)
+            self.paths = PathControl(self.engine.peers, self.transports, self.engine.kick,
+                                     self.engine.clock, self.keypair)
+            self.engine.datagram_handlers[path_probe.TYPE_PATH_PROBE] = self._on_path_probe
             for p in cfg.peers:
-                self.engine.add_peer(p.name, decode_public_key(p.public_key), p.virtual_ip,
-                                     self._static_path(p.endpoint, transport))
+                peer = self.engine.add_peer(p.name, decode_public_key(p.public_key),
+                                            p.virtual_ip, self._static_path(p.endpoint, transport))
+                self.paths.update_peer(peer)
             await self.engine.start()
             self.engine.path_policy = self.paths.may_roam
             self.routing = RouteManager(
@@ -195,6 +200,7 @@ class Node:
             for slot in self.slots:   # a plugin that cannot start stops the node, loudly
                 slot.plugin.start()
             waiters.append(asyncio.create_task(self._expire_stale()))
+            waiters.append(asyncio.create_task(self._path_rounds()))
             self.api = ApiServer(cfg.api_socket, self.handle_api)
             await self.api.start()
             self.metrics = await start_node_metrics(self)
@@ -243,7 +249,8 @@ class Node:
         return None, rest
 
     def _readiness(self, t: Transport, old: Readiness, new: Readiness, reason: str) -> None:
-        self.paths.readiness(t, old, new, reason, list(self.server_peers))
+        if not self._closing:
+            self.paths.readiness(t, old, new, reason, list(self.server_peers))
 
     # ------------------------------------------------------------ control plane
     def _candidates(self, main_endpoints: list[str]) -> list[str]:
@@ -342,6 +349,8 @@ class Node:
                                 candidates[0] if candidates else None, candidates)
             if existing is None:
                 self.paths.start_peer(peer)
+            else:
+                self.paths.update_peer(peer)
             self.server_peers[key] = info
             self.offline_peers.pop(key, None)
             self._stale.pop(key, None)
@@ -349,6 +358,20 @@ class Node:
         for k in msg.down:
             self._peer_gone(decode_public_key(k))
         self._refresh_routes()
+
+    def _on_path_probe(self, data: bytes, addr: Any, via: Transport) -> None:
+        if not self.paths.on_probe(data, addr, via):
+            assert self.engine is not None
+            self.engine.drops.malformed += 1
+
+    async def _path_rounds(self) -> None:
+        """Path probes and path choice, every PATH_ROUND seconds."""
+        while True:
+            await asyncio.sleep(PATH_ROUND)
+            try:
+                self.paths.tick()
+            except Exception:  # noqa: BLE001 - a bug here must not stop the node
+                log.exception("path round failed")
 
     async def _expire_stale(self) -> None:
         while True:
@@ -365,7 +388,7 @@ class Node:
         info = self.server_peers.pop(key, None)
         if info is not None:
             self.offline_peers[key] = info
-        self.paths.direct_lost.discard(key)
+        self.paths.forget(key)
         p = self.engine.peers.get(key)
         if p is not None:
             self.engine.remove_peer(key)
@@ -414,6 +437,7 @@ class Node:
                     log.error("network %s: route %s: %s", net.name, r.prefix, e)
 
     async def close(self) -> None:
+        self._closing = True
         self._each("stop", lambda p: p.stop(), slots=list(reversed(self.slots)))
         if self.api is not None:
             await self.api.close()
@@ -518,6 +542,7 @@ class Node:
                 "transport": p.via.name if online and p.via is not None else None,
                 "endpoint": endpoint_text(p.endpoint),
                 "rtt_ms": None if p.rtt_ms is None else round(p.rtt_ms, 2),
+                "paths": self.paths.status(p),
                 "rx_bytes": p.stats.rx_bytes,
                 "tx_bytes": p.stats.tx_bytes,
                 "rx_packets": p.stats.rx_packets,

@@ -78,3 +78,16 @@ def choose(current: Path | None, table: Iterable[PathFigures]) -> Path | None:
         return current
     best = min(usable, key=PathFigures.rank)
     return best.path if better(best, cur) else current
+
+
+def reason(new: PathFigures, current: PathFigures | None) -> str:
+    """Why ``better(new, current)`` holds, in a few words (for the path-change log)."""
+    if current is None:
+        return "first usable path"
+    if current.state is not PathState.USABLE:
+        return f"current path {current.state.value}"
+    if new.path.kind is not current.path.kind:
+        return "direct beats relayed"
+    if new.preference != current.preference:
+        return "preferred transport (plugins order)"
+    return f"better measured ({new.cost * 1000:.1f} ms < {current.cost * 1000:.1f} ms)"

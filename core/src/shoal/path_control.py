@@ -1,15 +1,22 @@
-"""Which path each peer uses: the node's decisions, applied through ``Peer.set_path``.
+"""Which path each peer uses: the path tables, the core's probes, and ``Peer.set_path``.
 
 Rules it obeys:
 
-* Direct paths beat relayed ones. A peer starts on a ready relayed transport (if
-  any) so traffic flows at once; a direct path that a traversal plugin reports
-  working (``offer``) takes over, and the peer goes back to a relayed path only
-  when that direct path is reported lost (``lost``) or its transport is.
-* Among transports of the same kind, ``plugins = [...]`` order is preference:
-  ``transports`` is kept in that order and the first ready one is used.
-* Roaming (an authenticated packet arriving on another path, see engine.py)
-  may move a peer anywhere except from a live direct path onto a relayed one.
+* Every peer has a path table (``path_table.PeerPaths``): its announced
+  candidates on every transport, a path over each ready relayed transport, paths
+  plugins report (``offer``/``lost``) and paths authenticated packets arrived on.
+* The core probes every path no plugin reports on (``path_probe``: RTT and loss);
+  a traversal plugin (ICE) reports its own pairs.
+* The peer's path is ``path_choice.choose`` over its table, re-evaluated on
+  every report, every probe round (``tick``) and every roaming packet: direct
+  over relayed, then ``plugins = [...]`` order, then measured quality, with
+  hysteresis. Each change goes through ``Peer.set_path`` with its reason.
+* A peer the server announces starts on a ready relayed path at once (traffic
+  flows while direct paths are tried); a peer whose path is lost with nothing
+  usable left keeps it (it may come back; probes go on).
+* Roaming: an authenticated packet on another endpoint of the same direct
+  transport moves the peer there (NAT rebinding, WireGuard-style); on another
+  transport, only if path choice prefers it.
 * Moving a peer never drops its session: sessions are per peer, not per path,
   so packets in flight on the old path still decrypt.
 """
@@ -18,25 +25,42 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
+from shoal import path_probe as pp
 from shoal.path import Path
+from shoal.path_choice import choose
+from shoal.path_choice import reason as why
+from shoal.path_table import PeerPaths
 from shoal.peer import Peer
-from shoal.transport import PathKind, Readiness, Transport
+from shoal.transport import Endpoint, PathKind, Readiness, Transport
 
 log = logging.getLogger(__name__)
+
+#: A roaming packet refused by path choice is not re-examined for this long (seconds).
+ROAM_RECHECK = 0.25
 
 
 class PathControl:
     def __init__(self, peers: dict[bytes, Peer], transports: list[Transport],
-                 kick: Callable[[Peer], None] | None = None) -> None:
+                 kick: Callable[[Peer], None] | None = None,
+                 clock: Callable[[], float] | None = None,
+                 keypair: Any = None) -> None:
         self.peers = peers
         #: every transport, in preference order (plugins order, then each plugin's own order)
         self.transports = transports
         self.kick = kick or (lambda p: None)
-        #: peers whose direct path was reported lost (until a direct path is offered again)
-        self.direct_lost: set[bytes] = set()
+        self.clock = clock or (lambda: 0.0)
+        self.keypair = keypair
+        self.tables: dict[bytes, PeerPaths] = {}
+        self._aead: dict[bytes, Any] = {}
+        self._refused: dict[bytes, tuple[Path, float]] = {}   # peer -> (path, until)
+        self.probe_errors = 0
 
     # ------------------------------------------------------------ queries
+    def preference(self) -> dict[int, int]:
+        return {id(t): i for i, t in enumerate(self.transports)}
+
     def relayed_path(self, key: bytes) -> Path | None:
         """The preferred ready relayed path to a peer, if any."""
         for t in self.transports:
@@ -46,78 +70,165 @@ class PathControl:
                     return Path.over(t, ep)
         return None
 
-    def preference(self, t: Transport) -> int:
-        for i, x in enumerate(self.transports):
-            if x is t:
-                return i
-        return len(self.transports)
+    def table(self, peer: Peer) -> PeerPaths:
+        tab = self.tables.get(peer.public_key)
+        if tab is None:
+            tab = self.tables[peer.public_key] = PeerPaths(peer.name)
+        return tab
 
-    # ------------------------------------------------------------ policy for roaming
-    def may_roam(self, peer: Peer, path: Path) -> bool:
-        """Follow the peer anywhere, except from a live direct path to a relayed one."""
-        if path.kind is PathKind.DIRECT:
-            return True
-        cur = peer.path
-        if cur is None or cur.kind is PathKind.RELAYED:
-            return True
-        return peer.public_key in self.direct_lost or peer.current is None
+    def _choose(self, peer: Peer, reason: str) -> None:
+        """Re-evaluate the peer's path; move it (and handshake at once) if choice says so."""
+        tab = self.table(peer)
+        figures = tab.figures(self.preference())
+        new = choose(peer.path, figures)
+        if new is not None and new != peer.path:
+            cur = next((f for f in figures if f.path == peer.path), None)
+            nf = next(f for f in figures if f.path == new)
+            peer.set_path(new, f"{reason}: {why(nf, cur)}")
+            self.kick(peer)
 
-    # ------------------------------------------------------------ events
+    # ------------------------------------------------------------ peers
     def start_peer(self, peer: Peer) -> None:
         """A peer the server just announced: start on a relayed path when one is ready."""
+        self.update_peer(peer)
         relayed = self.relayed_path(peer.public_key)
-        if relayed is not None:
+        if relayed is not None and (peer.path is None or not peer.tunnel_up):
             peer.set_path(relayed, "start on the relay; direct paths are tried meanwhile")
 
+    def update_peer(self, peer: Peer) -> None:
+        """The peer's announced candidates (``peer.candidates``) may have changed."""
+        now = self.clock()
+        tab = self.table(peer)
+        for c in peer.candidates:
+            tab.entry(c, now)
+        relayed = self.relayed_path(peer.public_key)
+        if relayed is not None:
+            tab.entry(relayed, now)
+
+    def forget(self, key: bytes) -> None:
+        self.tables.pop(key, None)
+        self._aead.pop(key, None)
+        self._refused.pop(key, None)
+
+    # ------------------------------------------------------------ reports from plugins
     def offer(self, key: bytes, path: Path, rtt: float | None, reason: str) -> None:
-        """A plugin found a working path (a direct one: it takes over)."""
         peer = self.peers.get(key)
         if peer is None:
             return
-        if path.kind is PathKind.DIRECT:
-            self.direct_lost.discard(key)
-        cur = peer.path
-        if cur is not None and cur.kind is PathKind.DIRECT and path.kind is PathKind.RELAYED \
-                and key not in self.direct_lost:
-            return
-        peer.set_path(path, reason)
-        self.kick(peer)
+        self.table(peer).offer(path, rtt, self.clock(), reason)
+        self._choose(peer, reason)
 
     def lost(self, key: bytes, path: Path, reason: str) -> None:
-        """A plugin reports a path dead: fall back to a relayed path."""
         peer = self.peers.get(key)
         if peer is None:
             return
-        if path.kind is PathKind.DIRECT:
-            self.direct_lost.add(key)
-        if peer.path is not None and peer.path != path and peer.path.kind is PathKind.DIRECT \
-                and path.kind is PathKind.DIRECT:
-            return  # the peer already moved to another direct path
-        relayed = self.relayed_path(key)
-        if relayed is not None and relayed != path:
-            peer.set_path(relayed, reason + "; falling back to " + relayed.transport.name)
-            self.kick(peer)
-        else:
-            log.info("peer %s: path %s lost (%s), no other path", peer.name, path, reason)
+        self.table(peer).lost(path, reason)
+        self._choose(peer, reason)
 
     def readiness(self, t: Transport, old: Readiness, new: Readiness, reason: str,
                   wanted: Iterable[bytes]) -> None:
         """A transport became ready or was lost; ``wanted``: peers the server asked for."""
         log.info("transport %s: %s -> %s (%s)", t.name, old.value, new.value, reason)
+        now = self.clock()
         if new is Readiness.READY and t.kind is PathKind.RELAYED:
-            for key in wanted:
-                p = self.peers.get(key)
-                if p is None:
+            wanted = set(wanted)
+            for key, p in list(self.peers.items()):
+                ep = t.endpoint_for(key)
+                if ep is None:
                     continue
-                if p.current is None or key in self.direct_lost or p.path is None:
-                    ep = t.endpoint_for(key)
-                    if ep is not None and self.relayed_path(key) == Path.over(t, ep):
-                        p.set_path(Path.over(t, ep), f"{t.name} ready")
-                        self.kick(p)
+                path = Path.over(t, ep)
+                self.table(p).entry(path, now)
+                if key in wanted and (p.path is None or not p.tunnel_up):
+                    p.set_path(path, f"{t.name} ready")
+                    self.kick(p)
         elif new in (Readiness.LOST, Readiness.CLOSED):
             for p in list(self.peers.values()):
-                if p.path is not None and p.path.transport is t:
-                    other = self.relayed_path(p.public_key)
-                    if other is not None:
-                        p.set_path(other, f"{t.name} {new.value}")
-                        self.kick(p)
+                tab = self.tables.get(p.public_key)
+                if tab is None:
+                    continue
+                for path in list(tab.entries):
+                    if path.transport is t:
+                        tab.lost(path, f"{t.name} {new.value}")
+                self._choose(p, f"{t.name} {new.value}")
+
+    # ------------------------------------------------------------ roaming (engine policy)
+    def may_roam(self, peer: Peer, path: Path) -> bool:
+        """An authenticated packet from the peer arrived on ``path``: move there?
+
+        Called per packet while the peer sends on another path than ours, so a
+        refusal is remembered for ``ROAM_RECHECK`` seconds.
+        """
+        now = self.clock()
+        refused = self._refused.get(peer.public_key)
+        if refused is not None and refused[0] == path and now < refused[1]:
+            return False
+        self.table(peer).learn(path, now)
+        cur = peer.path
+        if cur is None:
+            return True
+        if path.kind is PathKind.DIRECT and path.transport is cur.transport:
+            return True  # the peer's address changed (NAT rebinding): follow it
+        if choose(cur, self.table(peer).figures(self.preference())) == path:
+            return True
+        self._refused[peer.public_key] = (path, now + ROAM_RECHECK)
+        return False
+
+    # ------------------------------------------------------------ probes
+    def _pair(self, key: bytes) -> Any:
+        aead = self._aead.get(key)
+        if aead is None:
+            kp = self.keypair
+            aead = self._aead[key] = pp.pair_key(kp.private, kp.public, key)
+        return aead
+
+    def tick(self) -> None:
+        """Send the probes that are due and re-evaluate every peer's path."""
+        if self.keypair is None:
+            return
+        now = self.clock()
+        for key, peer in list(self.peers.items()):
+            tab = self.table(peer)
+            for entry, txid in tab.due(now):
+                path = entry.path
+                if path.transport.readiness is not Readiness.READY:
+                    continue
+                pkt = pp.seal(self._pair(key), self.keypair.public, pp.PathProbe(pp.PING, txid))
+                try:
+                    path.transport.send(pkt, path.endpoint)
+                except OSError:
+                    self.probe_errors += 1
+            self._choose(peer, "path probes")
+
+    def on_probe(self, data: bytes, addr: Endpoint, via: Transport) -> bool:
+        """A path probe arrived; False when it is malformed or does not authenticate."""
+        try:
+            key = pp.sender_of(data)
+            peer = self.peers.get(key)
+            if peer is None or self.keypair is None:
+                return False
+            probe = pp.open_(self._pair(key), data)
+        except pp.BadProbe:
+            return False
+        if probe.kind == pp.PING:
+            pong = pp.seal(self._pair(key), self.keypair.public, pp.PathProbe(pp.PONG, probe.txid))
+            try:
+                via.send(pong, addr)
+            except OSError:
+                self.probe_errors += 1
+        else:
+            self.table(peer).on_pong(probe.txid, self.clock())
+        return True
+
+    def status(self, peer: Peer) -> list[dict[str, Any]]:
+        """The peer's path table for ``status --json`` (``peers[].paths``)."""
+        tab = self.tables.get(peer.public_key)
+        if tab is None:
+            return []
+        from shoal.transport import endpoint_text
+
+        return [{"transport": e.path.transport.name, "endpoint": endpoint_text(e.path.endpoint),
+                 "kind": e.path.kind.value, "state": e.state.value,
+                 "rtt_ms": None if e.rtt is None else round(e.rtt * 1000, 2),
+                 "loss": round(e.loss, 2), "reported": e.reported,
+                 "current": e.path == peer.path}
+                for e in list(tab.entries.values())[:16]]

@@ -84,7 +84,12 @@ class FakeNetwork:
 
 
 class FakeTransport(Transport):
-    """An in-memory transport on a ``FakeNetwork`` (``kind`` direct unless told)."""
+    """An in-memory transport on a ``FakeNetwork`` (``kind`` direct unless told).
+
+    A relayed one addresses peers as ``("relay", <public key hex>)``: give it that
+    address (``net.transport(("relay", key.hex()), kind=PathKind.RELAYED)``) and
+    the network delivers to it like a relay would.
+    """
 
     name = "fake"
 
@@ -115,7 +120,7 @@ class FakeTransport(Transport):
         return self.local_endpoints()
 
     def endpoint_for(self, peer_key: bytes) -> Endpoint | None:
-        return ("key", peer_key.hex()) if self.kind is PathKind.RELAYED else None
+        return ("relay", peer_key.hex()) if self.kind is PathKind.RELAYED else None
 
     def close(self) -> None:
         self.closed = True

@@ -17,9 +17,10 @@ What it does for the node:
    peer's path (``NodeHandle.offer_path``); the node moves the peer and starts
    a handshake at once if the tunnel is not up yet.
 3. Port-restricted x symmetric: birthday punching (``birthday``), bounded.
-4. When the selected direct path dies, reports it (``NodeHandle.path_lost``);
-   the node falls back to a relayed path if one is ready. Checks go on, so the
-   peer moves back to a direct path as soon as one answers again.
+4. When the offered pair dies, reports it (``NodeHandle.path_lost``); the
+   node's path choice falls back to another path (a relayed one if nothing
+   direct works). Checks go on, so a direct path is offered again as soon as
+   one answers.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from shoal.transport import Delivery, PathKind, Readiness, Receive, Transport
 
 from shoal_traversal_ice import probe as pr
 from shoal_traversal_ice.birthday import Opener, Sprayer
-from shoal_traversal_ice.checklist import CandidateType, CheckList, Pair
+from shoal_traversal_ice.checklist import CandidateType, CheckList, Pair, PairState
 from shoal_traversal_ice.nat_discovery import (
     APDM,
     EIM,
@@ -114,7 +115,7 @@ class PeerTraversal:
     punch: list[PunchSocket] = field(default_factory=list)
     birthday_txids: dict[bytes, tuple[tuple[str, int], Any]] = field(default_factory=dict)
     connected_at: float | None = None
-    direct_lost: bool = False     # the direct path in use stopped answering (reported)
+    offered: Path | None = None   # the pair last offered to the node as a working path
 
 
 class Agent(NodePlugin):
@@ -387,32 +388,35 @@ class Agent(NodePlugin):
 
     # ------------------------------------------------------------ path selection
     def _select(self, pt: PeerTraversal) -> None:
-        changed = pt.checks.select()
+        """Report the selected pair to the node (it decides the path), and a pair that
+        stopped answering as lost."""
+        pt.checks.select()
         best = pt.checks.selected
-        peer = pt.peer
-        path = peer.path
+        offered = pt.offered
         if best is not None:
-            moved = path is None or path.transport is not best.via or path.endpoint != best.remote
-            if (changed is not None or moved) and (
-                    path is None or path.kind is PathKind.RELAYED or changed is not None
-                    or pt.direct_lost):
-                self._use(pt, best)
-        elif path is not None and path.kind is PathKind.DIRECT and pt.checks.pairs \
-                and not pt.direct_lost and peer.tunnel_up \
-                and any(p.last_pong > -1e17 for p in pt.checks.pairs):
-            pt.direct_lost = True  # the direct path we used stopped answering
+            path = Path.over(best.via, best.remote)
+            if path != offered:
+                if offered is not None and not self._answers(pt, offered):
+                    self.node.path_lost(pt.peer.public_key, offered, "check failed")
+                self._use(pt, best, path)
+        elif offered is not None:
+            pt.offered = None
             self._replan(pt)
-            self.node.path_lost(peer.public_key, path, "direct checks stopped answering")
+            self.node.path_lost(pt.peer.public_key, offered, "direct checks stopped answering")
 
-    def _use(self, pt: PeerTraversal, pair: Pair) -> None:
+    @staticmethod
+    def _answers(pt: PeerTraversal, path: Path) -> bool:
+        pair = pt.checks.find(path.endpoint, path.transport)
+        return pair is not None and pair.state is PairState.SUCCEEDED
+
+    def _use(self, pt: PeerTraversal, pair: Pair, path: Path) -> None:
         peer = pt.peer
-        log.info("peer %s: direct path %s via %s (rtt %.1f ms)", peer.name, pair.remote,
+        log.info("peer %s: direct path %s via %s works (rtt %.1f ms)", peer.name, pair.remote,
                  pair.via.name, (pair.rtt or 0) * 1000)
-        pt.direct_lost = False
+        pt.offered = path
         if pt.connected_at is None:
             pt.connected_at = self.node.clock()
-        self.node.offer_path(peer.public_key, Path.over(pair.via, pair.remote), pair.rtt,
-                             "connectivity check answered")
+        self.node.offer_path(peer.public_key, path, pair.rtt, "connectivity check answered")
 
     # ------------------------------------------------------------ status
     def status(self, status: dict[str, Any]) -> None:
