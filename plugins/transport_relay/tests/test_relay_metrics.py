@@ -47,13 +47,15 @@ def test_collector_reads_the_relay_counters() -> None:
 
 
 def test_client_collector() -> None:
+    from shoal.transport import Readiness
     from shoal_transport_relay.client import RelayClient
     from shoal_transport_relay.metrics import RelayClientCollector
 
     c = RelayClient(b"k" * 32)
     s = _samples(generate_latest(new_registry(RelayClientCollector(c))).decode())
     assert s[("shoal_relay_client_ready", ())] == 0
-    c.ready, c.mode, c.relay, c.rtt_ms = True, "udp", "203.0.113.10:3480", 2.5
+    c.mode, c.relay, c.rtt_ms = "udp", "203.0.113.10:3480", 2.5
+    c.set_readiness(Readiness.READY, "test")
     s = _samples(generate_latest(new_registry(RelayClientCollector(c))).decode())
     assert s[("shoal_relay_client_ready", ())] == 1
     assert s[("shoal_relay_client_rtt_seconds", ())] == 0.0025

@@ -35,11 +35,11 @@ def test_grant_of_one_server_is_honoured_by_the_relay_beside_another(tmp_path):
     a registration at the relay of server B (and a server with another secret is refused)."""
     import base64
     import time
-    from types import SimpleNamespace
 
     from shoal.config import ServerConfig
     from shoal.identity import StaticKeypair
     from shoal.plugin_context import PluginContext
+    from shoal.testing.fakes import FakeServerHandle
     from shoal_transport_relay import protocol as p
 
     pm = load_plugins(["relay"])
@@ -49,7 +49,7 @@ def test_grant_of_one_server_is_honoured_by_the_relay_beside_another(tmp_path):
         cfg = ServerConfig.model_validate({
             "state_dir": str(tmp_path / name), "listen": "127.0.0.1:7400", "plugins": ["relay"],
             "plugin": {"relay": {"listen_udp": "127.0.0.1:3480", "secret_file": str(secret_file)}}})
-        srv = SimpleNamespace(relay_granters=[], relay_service=None)
+        srv = FakeServerHandle()
         ctx = PluginContext(cfg, plugin_settings(cfg, pm), server=srv)
         pm.hook.shoal_server_register_services(register=lambda *a: None, context=ctx)
         return srv
@@ -61,7 +61,7 @@ def test_grant_of_one_server_is_honoured_by_the_relay_beside_another(tmp_path):
     token = base64.b64decode(grant.token)
     now = time.time()
     alloc = p.encode_alloc(token, node.public, grant.expires, int(now * 1000))
-    assert b.relay_service.core.handle(alloc, ("198.51.100.7", 1), now, now) == \
+    assert b.published("relay").core.handle(alloc, ("198.51.100.7", 1), now, now) == \
         [(("198.51.100.7", 1), p.encode_alloced(int(now * 1000)))]
-    refused = other.relay_service.core.handle(alloc, ("198.51.100.7", 1), now, now)
+    refused = other.published("relay").core.handle(alloc, ("198.51.100.7", 1), now, now)
     assert refused == [(("198.51.100.7", 1), p.encode_refused(p.REFUSE_BAD_GRANT))]

@@ -268,3 +268,20 @@ class FakeNodeHandle(NodeHandle):
 
     def deliver_signal(self, peer_key: bytes, kind: str, data: str) -> None:
         self.signal_handlers[kind](peer_key, data)
+
+
+class FakeServerHandle:
+    """A ``ServerHandle`` for unit tests of server-side plugin hooks."""
+
+    def __init__(self) -> None:
+        self.relay_granters: list[Callable[[str], Any]] = []
+        self.objects: dict[str, object] = {}
+
+    def add_relay_granter(self, granter: Callable[[str], Any]) -> None:
+        self.relay_granters.append(granter)
+
+    def publish(self, name: str, obj: object) -> None:
+        self.objects[name] = obj
+
+    def published(self, name: str) -> object | None:
+        return self.objects.get(name)
