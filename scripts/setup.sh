@@ -36,3 +36,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sources" ]; then
         || { cat .venv/install.log >&2; exit 1; }
     echo "$sources" > "$stamp"
 fi
+
+# A local wheelhouse of the core's dependencies and the build backend, so tests can
+# build wheels and install them into fresh virtualenvs without network access
+# (tests/test_template_netns.py: a third-party transport in a core-only venv).
+wh_stamp=.venv/wheelhouse/.shoal-wheelhouse
+wh_sources=$(cat core/pyproject.toml docs/template-transport/pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -f "$wh_stamp" ] || [ "$(cat "$wh_stamp")" != "$wh_sources" ]; then
+    echo "setup: preparing the local wheelhouse in .venv/wheelhouse"
+    .venv/bin/pip wheel -q -w .venv/wheelhouse ./core "setuptools>=77" \
+        >.venv/wheelhouse.log 2>&1 || { cat .venv/wheelhouse.log >&2; exit 1; }
+    rm -f .venv/wheelhouse/shoal-*.whl   # the core itself is built fresh by the tests
+    echo "$wh_sources" > "$wh_stamp"
+fi
