@@ -162,10 +162,12 @@ class Coordinator:
         if node is None:
             node = NodeRecord(key, hello.name, self._allocate_ip(), now, now)
             log.info("new node %s (%s) gets %s", hello.name, key, node.virtual_ip)
-        else:
+            self.store.put_node(node)
+        elif node.name != hello.name:
             node = replace(node, name=hello.name, last_seen=now)
+            self.store.put_node(node)
+        # (last_seen is written when the node goes away: a login writes only what changed)
         self.nodes[key] = node
-        self.store.put_node(node)
         endpoints = list(hello.endpoints)
         if observed and hello.udp_port:
             reflexive = f"{observed}:{hello.udp_port}"

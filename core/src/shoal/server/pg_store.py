@@ -56,7 +56,11 @@ LEASE_TTL = 9.0          # seconds a server's presence rows outlive its last ren
 LEASE_RENEW = 3.0
 SWEEP_INTERVAL = 2.0
 WRITE_QUEUE_MAX = 200_000
+WRITE_BATCH = 2000
 CONNECT_TIMEOUT = 5.0
+ACQUIRE_TIMEOUT = 10.0   # waiting for a pooled connection under load is not an outage
+COMMAND_TIMEOUT = 15.0   # a query that hangs this long is (network partition, dead host)
+POOL_SIZE = 8
 MIGRATION_LOCK = 7400_0001   # pg_advisory_xact_lock key: one migrator at a time
 
 Job = tuple[str, tuple[Any, ...], str | None]   # sql, args, notification payload
@@ -149,6 +153,7 @@ class PostgresStore:
         self._written = 0     # jobs ever written (or dropped as refused)
         self._progress = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._lease_conn: asyncpg.Connection | None = None
         self.available = True
         # Per "n NETWORK" / "p KEY": how many of this server's own changes were started.
         # A reader that saw the count move while it read knows its rows may predate them.
@@ -168,8 +173,9 @@ class PostgresStore:
         finally:
             await conn.close()
         try:
-            self.pool = await asyncpg.create_pool(url, min_size=1, max_size=4,
-                                                  timeout=CONNECT_TIMEOUT)
+            self.pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE,
+                                                  timeout=CONNECT_TIMEOUT,
+                                                  command_timeout=COMMAND_TIMEOUT)
         except _DOWN_ERRORS as e:
             raise StoreUnavailable(f"cannot reach the database {redact(url)}: {_why(e)}") \
                 from None
@@ -204,8 +210,14 @@ class PostgresStore:
     async def _fetch(self, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
         assert self.pool is not None
         try:
-            async with self.pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
-                result = await fn(conn)
+            conn = await self.pool.acquire(timeout=ACQUIRE_TIMEOUT)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise StoreUnavailable("the database is busy") from None
+        except _DOWN_ERRORS as e:
+            self._down(e)
+            raise StoreUnavailable(f"cannot reach the database: {_why(e)}") from None
+        try:
+            result = await fn(conn)
         except _DOWN_ERRORS as e:
             self._down(e)
             raise StoreUnavailable(f"cannot reach the database: {_why(e)}") from None
@@ -213,6 +225,8 @@ class PostgresStore:
             # Not expected (the schema is ours): refuse this one operation, in one line.
             log.error("database refused an operation: %s", e)
             raise StoreUnavailable(f"the database refused the operation: {e}") from None
+        finally:
+            await self.pool.release(conn)
         self._up()
         return result
 
@@ -348,9 +362,9 @@ class PostgresStore:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch = [self._jobs[i] for i in range(min(len(self._jobs), 500))]
+            batch = [self._jobs[i] for i in range(min(len(self._jobs), WRITE_BATCH))]
             try:
-                async with self.pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
+                async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
                     await self._write(conn, batch)
             except _DOWN_ERRORS as e:
                 self._down(e)
@@ -361,7 +375,7 @@ class PostgresStore:
                 # One bad row must not block the queue: write one by one, drop the refused.
                 log.warning("database refused a batch of writes (%s); retrying one by one", e)
                 try:
-                    async with self.pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
+                    async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
                         for job in batch:
                             try:
                                 await self._write(conn, [job])
@@ -382,8 +396,18 @@ class PostgresStore:
     async def _write(self, conn: asyncpg.Connection, batch: list[Job]) -> None:
         notes = list(dict.fromkeys(j[2] for j in batch if j[2] is not None))
         async with conn.transaction():
-            for sql, args, _ in batch:
-                await conn.execute(sql, *args)
+            # Runs of the same statement go as one pipelined executemany (a login storm
+            # is thousands of presence upserts in a row); order is kept.
+            i = 0
+            while i < len(batch):
+                j = i
+                while j < len(batch) and batch[j][0] == batch[i][0]:
+                    j += 1
+                if j - i == 1:
+                    await conn.execute(batch[i][0], *batch[i][1])
+                else:
+                    await conn.executemany(batch[i][0], [b[1] for b in batch[i:j]])
+                i = j
             if notes:
                 await conn.executemany(f"SELECT pg_notify('{CHANNEL}', $1)", [(n,) for n in notes])
         self.writes += len(batch)
@@ -487,6 +511,26 @@ class PostgresStore:
         return result
 
     # ------------------------------------------------------------ leases
+    async def _on_lease_conn(self, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+        """Leases use a connection of their own: a busy pool must never let them lapse."""
+        conn = self._lease_conn
+        try:
+            if conn is None or conn.is_closed():
+                conn = self._lease_conn = await asyncpg.connect(
+                    self.url, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT)
+            result = await fn(conn)
+        except _DOWN_ERRORS as e:
+            self._down(e)
+            if conn is not None:
+                conn.terminate()
+            self._lease_conn = None
+            raise StoreUnavailable(f"cannot reach the database: {_why(e)}") from None
+        except asyncpg.PostgresError as e:
+            log.error("database refused a lease operation: %s", e)
+            raise StoreUnavailable(f"the database refused the operation: {e}") from None
+        self._up()
+        return result
+
     async def renew_lease(self) -> bool:
         """Extend this server's lease; False if it had expired (its presence was swept)."""
         async def go(conn: asyncpg.Connection) -> bool:
@@ -501,7 +545,7 @@ class PostgresStore:
                 "ON CONFLICT (id) DO UPDATE SET lease_until=EXCLUDED.lease_until",
                 self.server_id, self.listen, time.time(), LEASE_TTL)
             return False
-        result: bool = await self._fetch(go)
+        result: bool = await self._on_lease_conn(go)
         return result
 
     async def sweep(self) -> list[str]:
@@ -518,7 +562,7 @@ class PostgresStore:
                     await conn.executemany(f"SELECT pg_notify('{CHANNEL}', $1)",
                                            [(self._note("p", k),) for k in keys])
             return keys
-        result: list[str] = await self._fetch(go)
+        result: list[str] = await self._on_lease_conn(go)
         return result
 
     # ------------------------------------------------------------ lifecycle
@@ -529,6 +573,8 @@ class PostgresStore:
             log.warning("%d writes were not saved: the database is unreachable", len(self._jobs))
         if self._writer is not None:
             self._writer.cancel()
+        if self._lease_conn is not None:
+            self._lease_conn.terminate()
         if self.pool is not None:
             try:
                 await asyncio.wait_for(self.pool.close(), 2.0)
@@ -538,6 +584,8 @@ class PostgresStore:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
+        if self._lease_conn is not None:
+            self._lease_conn.terminate()
         if self.pool is not None:
             self.pool.terminate()
 
