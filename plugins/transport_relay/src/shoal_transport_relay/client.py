@@ -23,6 +23,11 @@ from shoal_transport_relay import protocol as p
 log = logging.getLogger(__name__)
 
 REFRESH = 15.0           # re-ALLOC: keeps the registration and the NAT mapping alive
+#: Over UDP nothing says the relay stopped answering (a network that starts dropping
+#: UDP): re-ALLOC this often and count the relay lost after UDP_DEAD_AFTER without an
+#: ALLOCED, so peers move to another relayed transport before their tunnels notice.
+UDP_KEEPALIVE = 0.5
+UDP_DEAD_AFTER = 1.25
 UDP_TRIES = 2
 UDP_TIMEOUT = 0.25
 
@@ -49,6 +54,7 @@ class RelayClient(Transport):
         self._sent_ts = 0
         self._ids: dict[str, bytes] = {}
         self._last_realloc = 0.0
+        self._alloced_at = 0.0
 
     @property
     def ready(self) -> bool:
@@ -107,19 +113,28 @@ class RelayClient(Transport):
         return p.encode_alloc(token, self.local_key, g.expires, self._sent_ts)
 
     async def _run(self) -> None:
+        last_refresh = 0.0
         while True:
             try:
+                now = time.monotonic()
                 if not self.ready:
                     await self._connect()
-                else:
+                    last_refresh = time.monotonic()
+                elif self.mode == "udp":
+                    if now - self._alloced_at > UDP_DEAD_AFTER:
+                        raise OSError(f"no answer from the relay over UDP for "
+                                      f"{now - self._alloced_at:.1f} s")
                     self._send_raw(self._alloc_msg())
-                await asyncio.sleep(REFRESH if self.ready else 2.0)
+                elif now - last_refresh >= REFRESH:
+                    self._send_raw(self._alloc_msg())
+                    last_refresh = now
+                await asyncio.sleep(UDP_KEEPALIVE if self.ready else 2.0)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - keep trying; the relay may come back
                 log.debug("relay: %s", e)
-                self._disconnect()
-                await asyncio.sleep(2.0)
+                self._disconnect(str(e))
+                await asyncio.sleep(0.1 if self.mode == "udp" else 2.0)
 
     def _send_raw(self, msg: bytes) -> None:
         if self._udp is not None:
@@ -176,9 +191,9 @@ class RelayClient(Transport):
         except (asyncio.IncompleteReadError, ConnectionError):
             self._disconnect()
 
-    def _disconnect(self) -> None:
+    def _disconnect(self, reason: str = "disconnected from the relay") -> None:
         if self.readiness is Readiness.READY:
-            self.set_readiness(Readiness.LOST, "disconnected from the relay")
+            self.set_readiness(Readiness.LOST, reason)
         if self._udp is not None:
             self._udp.close()
             self._udp = None
@@ -193,7 +208,8 @@ class RelayClient(Transport):
         if kind == p.DATA and len(data) > p.HEADER_LEN and self._receive is not None:
             self._receive(data[p.HEADER_LEN:], ("relay", data[3:p.HEADER_LEN].hex()))
         elif kind == p.ALLOCED:
-            self.rtt_ms = (time.monotonic() - self._sent_at) * 1000
+            self._alloced_at = time.monotonic()
+            self.rtt_ms = (self._alloced_at - self._sent_at) * 1000
             self._alloced.set()
         elif kind == p.REFUSED:
             self.refused += 1
