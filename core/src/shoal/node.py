@@ -296,11 +296,13 @@ class Node:
                 return int(ep.rpartition(":")[2])
             return 0
 
+        dial = next((d for d in (slot.plugin.control_dialer() for slot in self.slots)
+                     if d is not None), None)
         return ControlClient(self.keypair, self.cfg.name, servers, None, endpoints,
                              udp_port, self._on_welcome, self._on_peers, self._join_configured,
                              on_networks=self._refresh_routes,
                              paths=lambda: path_reports(self.engine),
-                             on_signal=self._on_signal)
+                             on_signal=self._on_signal, dial=dial)
 
     def _refresh_routes(self) -> None:
         if self.routing is not None:

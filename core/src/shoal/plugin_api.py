@@ -39,6 +39,7 @@ from shoal.transport import Endpoint, Receive, Transport
 
 if TYPE_CHECKING:
     from shoal.config import NodeConfig
+    from shoal.control.client import Dialer
     from shoal.control import messages as m
     from shoal.identity import StaticKeypair
 
@@ -231,6 +232,15 @@ class NodePlugin:
 
     async def netcheck(self) -> dict[str, Any] | None:
         """Fresh NAT findings for ``shoal netcheck`` (a traversal plugin), or None."""
+        return None
+
+    def control_dialer(self) -> Dialer | None:
+        """How to open the TCP connection to the coordination server, or None (direct).
+
+        For networks where only a proxy leads out (the ``wss`` plugin's HTTP
+        CONNECT proxy). The first plugin in ``plugins`` order that returns one is
+        used; the Noise channel inside stays end-to-end. Added in contract 1.1.
+        """
         return None
 
     def on_login(self, welcome: m.Welcome) -> None:

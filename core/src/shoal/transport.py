@@ -48,7 +48,7 @@ from shoal.errors import PluginError
 log = logging.getLogger(__name__)
 
 #: (major, minor) of the transport and plugin contract (this module and shoal.plugin_api).
-CONTRACT_VERSION: tuple[int, int] = (1, 0)
+CONTRACT_VERSION: tuple[int, int] = (1, 1)   # 1.1: NodePlugin.control_dialer
 
 Endpoint = Any  # a transport's own hashable address value, e.g. ("198.51.100.2", 41641)
 Receive = Callable[[bytes, Endpoint], None]

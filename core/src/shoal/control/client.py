@@ -19,7 +19,7 @@ import asyncio
 import logging
 import random
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,9 @@ BACKOFF_MIN = 0.5
 BACKOFF_MAX = 5.0       # a restarted server sees its nodes back within seconds
 REQUEST_TIMEOUT = 15.0
 CONNECT_TIMEOUT = 5.0
+
+#: dial(host, port) -> an open TCP stream to the server (e.g. through an HTTP proxy)
+Dialer = Callable[[str, int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
 
 @dataclass
@@ -63,8 +66,10 @@ class ControlClient:
                  on_login: Callable[[], Any] | None = None,
                  on_networks: Callable[[], None] | None = None,
                  paths: Callable[[], list[m.PathReport]] | None = None,
-                 on_signal: Callable[[m.Signal], None] | None = None) -> None:
+                 on_signal: Callable[[m.Signal], None] | None = None,
+                 dial: Dialer | None = None) -> None:
         self.keypair = keypair
+        self.dial = dial
         self.name = name
         if isinstance(server, str):
             assert server_key is not None
@@ -197,8 +202,9 @@ class ControlClient:
 
     async def _session(self) -> None:
         host, port = parse_endpoint(self.server)
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
-                                                CONNECT_TIMEOUT)
+        reader, writer = await asyncio.wait_for(
+            self.dial(host, port) if self.dial else asyncio.open_connection(host, port),
+            CONNECT_TIMEOUT)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
