@@ -13,12 +13,16 @@ from dataclasses import dataclass
 import pytest
 from websockets.asyncio.client import connect
 
+from shoal.transport import Readiness
+
+from shoal_transport_relay import protocol as p
 from shoal_transport_relay.protocol import make_token
 from shoal_transport_relay.service import RelayService
 from shoal_transport_wss import pinning
 from shoal_transport_wss.backoff import Backoff
 from shoal_transport_wss.client import WssClient, WssGrant, WssState
 from shoal_transport_wss.listener import WssListener
+from shoal_transport_wss.proxy_connect import ProxyRefused, open_through_proxy
 
 SECRET = os.urandom(32)
 A_KEY, B_KEY = os.urandom(32), os.urandom(32)
@@ -136,9 +140,9 @@ def test_two_nodes_relay_through_wss_one_of_them_through_a_proxy(tmp_path):
         b, b_got = await start_client(B_KEY, relay.grant(B_KEY))
         await until(lambda: a.ready and b.ready)
         assert proxy.requests[0].startswith(b"CONNECT 127.0.0.1:")
-        a.send(b"sealed packet", WssClient.endpoint_for(B_KEY))
+        a.send(b"sealed packet", ("relay", p.node_id(B_KEY).hex()))
         data, ep = await asyncio.wait_for(b_got.get(), 5)
-        assert data == b"sealed packet" and ep == WssClient.endpoint_for(A_KEY)
+        assert data == b"sealed packet" and ep == ("relay", p.node_id(A_KEY).hex())
         assert relay.service.core.counters.forwarded == 1
         assert a.status()["proxy"] == proxy.url and a.rtt_ms is not None
         for c in (a, b):
@@ -157,7 +161,7 @@ def test_wrong_fingerprint_refused_with_one_clear_line(tmp_path, caplog):
         assert c.state is not WssState.READY and c.counters.connects == 0
         assert not relay.service.core.by_id      # nothing was registered: no ALLOC was sent
         with pytest.raises(OSError):
-            c.send(b"x", WssClient.endpoint_for(B_KEY))
+            c.send(b"x", ("relay", p.node_id(B_KEY).hex()))
         c.close()
         relay.task.cancel()
 
@@ -192,17 +196,17 @@ def test_proxy_goes_away_and_comes_back(tmp_path):
         relay = await start_relay(tmp_path)
         proxy = Proxy()
         await proxy.start()
-        lost: list[object] = []
+        seen: list[Readiness] = []
         c, _ = await start_client(A_KEY, relay.grant(A_KEY), proxy=proxy.url)
-        c.on_lost = lost.append
+        c.watch(lambda t, old, new, reason: seen.append(new))
         await until(lambda: c.ready)
         await proxy.stop()
         await until(lambda: not c.ready)
-        assert lost == [c] and c.counters.lost == 1
+        assert seen == [Readiness.READY, Readiness.LOST] and c.counters.lost == 1
         await until(lambda: c.counters.failures >= 1)   # retries while the proxy is down
         await proxy.start()
         await until(lambda: c.ready)
-        assert c.counters.connects == 2
+        assert c.counters.connects == 2 and seen[-1] is Readiness.READY
         c.close()
         relay.task.cancel()
         await proxy.stop()
@@ -237,3 +241,35 @@ def test_client_counts_bad_frames_from_the_relay():
     for junk in ("text", b"", b"XX", b"SR\x04" + bytes(8), b"SR\x07"):
         c._on_message(junk)
     assert c.status()["dropped"] == {"text": 1, "malformed": 3, "unknown": 1}
+
+
+def test_control_connection_through_the_proxy():
+    async def main() -> None:
+        got: list[bytes] = []
+
+        async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            got.append(await reader.readexactly(5))
+            writer.write(b"world")
+            await writer.drain()
+
+        port = free_port()
+        srv = await asyncio.start_server(server, "127.0.0.1", port)
+        proxy = Proxy()
+        await proxy.start()
+        reader, writer = await open_through_proxy(proxy.url, "127.0.0.1", port)
+        writer.write(b"hello")
+        assert await asyncio.wait_for(reader.readexactly(5), 5) == b"world" and got == [b"hello"]
+        writer.close()
+        refusing = Proxy(refuse=True)
+        await refusing.start()
+        with pytest.raises(ProxyRefused) as e:
+            await open_through_proxy(refusing.url, "127.0.0.1", port)
+        assert str(e.value) == (f"proxy {refusing.url} refused CONNECT to 127.0.0.1:{port}: "
+                                "HTTP 403 Forbidden")
+        with pytest.raises(OSError):   # nobody listens there
+            await open_through_proxy(f"http://127.0.0.1:{free_port()}", "127.0.0.1", port)
+        srv.close()
+        await proxy.stop()
+        await refusing.stop()
+
+    run(main())

@@ -34,11 +34,12 @@ from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
-from shoal.transport import Delivery, Endpoint, PathKind, Readiness, Receive, Transport
-from shoal_transport_relay import protocol as p
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidProxyStatus, WebSocketException
 
+from shoal.transport import Delivery, Endpoint, PathKind, Readiness, Receive, Transport
+
+from shoal_transport_relay import protocol as p
 from shoal_transport_wss import pinning
 from shoal_transport_wss.backoff import Backoff
 from shoal_transport_wss.framing import (
@@ -96,13 +97,19 @@ class WssGrant:
 
 
 class WssClient(Transport):
-    """A transport (name ``wss``, kind relayed) carrying sealed packets to the relay."""
+    """A relayed transport carrying sealed packets to the relay over one WebSocket.
+
+    Readiness (``shoal.transport``): STARTING until the first registration,
+    READY while registered, LOST from a lost connection until the next
+    registration; the core moves peers off it meanwhile and back afterwards.
+    """
 
     name = "wss"
     kind = PathKind.RELAYED
     delivery = Delivery.STREAM
-    overhead = 40 + 8 + p.HEADER_LEN   # IP + TCP, TLS record and WebSocket framing, relay header
-    mode = "wss"
+    #: IPv4 + TCP (40) + TLS 1.3 record (22) + WebSocket client frame (8) + relay header (11)
+    overhead = 40 + 22 + 8 + p.HEADER_LEN
+    max_datagram = 65535
 
     def __init__(self, local_key: bytes, proxy: str | None = None,
                  connect: Callable[..., Any] = ws_connect,
@@ -115,8 +122,6 @@ class WssClient(Transport):
         self.last_error: str | None = None
         self.counters = WssCounters()
         self.dropped = FrameCounters()
-        self.on_ready: Callable[[Any], None] | None = None
-        self.on_lost: Callable[[Any], None] | None = None
         self._connect = connect
         self._backoff = backoff or Backoff()
         self._receive: Receive | None = None
@@ -134,10 +139,13 @@ class WssClient(Transport):
     def ready(self) -> bool:
         return self.state is WssState.READY
 
-    @staticmethod
-    def endpoint_for(public_key: bytes) -> tuple[str, str]:  # type: ignore[override]
+    def endpoint_for(self, peer_key: bytes) -> tuple[str, str]:
         """How a peer is addressed through the relay (the same as over UDP/TCP)."""
-        return ("relay", p.node_id(public_key).hex())
+        return ("relay", p.node_id(peer_key).hex())
+
+    def describe(self) -> dict[str, Any]:
+        return {"mode": "wss", "address": self.relay, "proxy": redact(self.proxy),
+                "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 2)}
 
     # ------------------------------------------------------------ transport API
     async def start(self, loop: asyncio.AbstractEventLoop, receive: Receive) -> None:
@@ -266,20 +274,16 @@ class WssClient(Transport):
         self._backoff.reset()
         self.counters.connects += 1
         self.last_error = None
-        log.info("wss relay ready at %s%s (rtt %.1f ms)", where,
-                 f" through proxy {redact(self.proxy)}" if self.proxy else "", self.rtt_ms or 0)
-        self.set_readiness(Readiness.READY, f"registered at {where}")
-        if self.on_ready is not None:
-            self.on_ready(self)
+        via = f" through proxy {redact(self.proxy)}" if self.proxy else ""
+        log.info("wss relay ready at %s%s (rtt %.1f ms)", where, via, self.rtt_ms or 0)
+        self.set_readiness(Readiness.READY, f"registered with {where}{via}")
 
     def _lost(self, where: str, why: str) -> None:
         self._ws = None
         self._set(WssState.BACKOFF)
         self.counters.lost += 1
         log.warning("wss relay %s lost: %s; reconnecting", where, why)
-        self.set_readiness(Readiness.LOST, why)
-        if self.on_lost is not None:
-            self.on_lost(self)
+        self.set_readiness(Readiness.LOST, f"{where}: {why}")
 
     async def _read(self, ws: Any) -> None:
         try:
@@ -317,11 +321,8 @@ class WssClient(Transport):
                         except OSError:
                             pass
 
-    def describe(self) -> dict[str, Any]:
-        return {"mode": self.mode, "address": self.relay,
-                "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 2)}
-
     def status(self) -> dict[str, Any]:
+        """``status --json`` -> ``wss``."""
         return {"state": self.state.value, "ready": self.ready, "relay": self.relay,
                 "proxy": redact(self.proxy),
                 "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 2),

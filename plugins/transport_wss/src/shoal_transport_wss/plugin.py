@@ -2,37 +2,46 @@
 
 Node side: a ``WssClient`` transport; it connects once the node logs in and the
 coordination server hands it a grant naming a wss relay and its certificate
-fingerprint. ``[plugin.wss] proxy`` sends it through an HTTP CONNECT proxy.
+fingerprint (``RelayGrant.endpoints["wss"]`` and ``["wss-pin"]``). With
+``[plugin.wss] proxy`` both the relay connection and the control connection to
+the coordination server go through that HTTP CONNECT proxy.
 
 Server side (``plugins = ["relay", "wss"]`` and ``[plugin.wss] listen``): a WSS
-listener attached to the in-server relay (or to a relay of its own when the
-server runs no UDP/TCP relay), a self-signed certificate in ``state_dir``, and
-a grant for it in every node's welcome, signed with the relay's secret.
+listener attached to the in-server relay (or to a relay core of its own when the
+server runs no UDP/TCP relay), a self-signed certificate in ``state_dir``, and a
+grant for it in every node's welcome, signed with the relay's secret.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from shoal.config import parse_endpoint
+from shoal.control import messages as m
+from shoal.control.client import Dialer
 from shoal.hookspecs import hookimpl
 from shoal.plugin_api import NodeHandle, NodePlugin
 from shoal.plugin_context import PluginContext
-from shoal.transport import Transport
-from shoal_transport_relay.plugin import secret_path
-from shoal_transport_relay.service import RelayService, load_secret
+from shoal.transport import Transport, require_contract
 
+from shoal_transport_relay.plugin import make_grant, secret_path
+from shoal_transport_relay.service import RelayService, load_secret
 from shoal_transport_wss import pinning
-from shoal_transport_wss.client import WssClient
+from shoal_transport_wss.client import WssClient, WssGrant
 from shoal_transport_wss.listener import WssListener
+from shoal_transport_wss.proxy_connect import open_through_proxy
 from shoal_transport_wss.settings import WssSettings
 
 log = logging.getLogger(__name__)
 
 CERT_FILE, KEY_FILE = "wss-cert.pem", "wss-key.pem"
+#: keys of ``RelayGrant.endpoints`` this plugin uses
+URL_KEY, PIN_KEY = "wss", "wss-pin"
 
 
 @hookimpl
@@ -40,15 +49,45 @@ def shoal_config_register_settings(register):  # type: ignore[no-untyped-def]
     register("wss", WssSettings)
 
 
+def grant_from(relays: Sequence[m.RelayGrant]) -> WssGrant | None:
+    """The first grant that names a wss relay (and its pin), in the plugin's own terms."""
+    for g in relays:
+        url, pin = g.endpoints.get(URL_KEY), g.endpoints.get(PIN_KEY)
+        if url and pin:
+            return WssGrant(url, pin, base64.b64decode(g.token), g.expires)
+    return None
+
+
 # ------------------------------------------------------------------ node side
 class WssNodePlugin(NodePlugin):
-    """The WSS client of one node."""
+    """One node's WSS client."""
 
     def __init__(self, node: NodeHandle) -> None:
-        self.client = WssClient(node.keypair.public, node.settings(WssSettings).proxy)
+        require_contract((1, 1), "wss")
+        self.settings = node.settings(WssSettings)
+        self.client = WssClient(node.keypair.public, self.settings.proxy)
 
     def transports(self) -> list[Transport]:
         return [self.client]
+
+    def on_login(self, welcome: m.Welcome) -> None:
+        grant = grant_from(welcome.relays)
+        if grant is None:
+            log.warning("wss: the coordination server announces no wss relay "
+                        "(server: plugins = [\"relay\", \"wss\"] and [plugin.wss] listen)")
+            return
+        self.client.use_grant(grant)
+
+    def control_dialer(self) -> Dialer | None:
+        proxy = self.settings.proxy
+        if proxy is None:
+            return None
+
+        async def dial(host: str, port: int
+                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            return await open_through_proxy(proxy, host, port)
+
+        return dial
 
     def status(self, status: dict[str, Any]) -> None:
         status["wss"] = self.client.status()
@@ -70,11 +109,11 @@ def shoal_server_register_services(register, context: PluginContext) -> None:  #
     secret = load_secret(secret_path(context.settings_for("relay"), str(state_dir)), create=True)
     cert = Path(settings.cert_file) if settings.cert_file else state_dir / CERT_FILE
     key = Path(settings.key_file) if settings.key_file else state_dir / KEY_FILE
-    der = pinning.ensure_certificate(cert, key, parse_endpoint(settings.listen)[0])
-    fp = pinning.fingerprint(der)
-    ctx = pinning.server_context(cert, key)
+    fp = pinning.fingerprint(pinning.ensure_certificate(cert, key,
+                                                        parse_endpoint(settings.listen)[0]))
+    listener = WssListener(settings.listen, pinning.server_context(cert, key),
+                           max_connections=settings.max_connections)
     url = settings.announced_url()
-    listener = WssListener(settings.listen, ctx, max_connections=settings.max_connections)
 
     async def run() -> None:
         # A front end of the in-server relay (relay plugin) when it runs, so nodes on
@@ -87,4 +126,6 @@ def shoal_server_register_services(register, context: PluginContext) -> None:  #
         await asyncio.gather(listener.run(service), service.run())
 
     register("wss", run)
+    server.add_relay_granter(
+        lambda key_b64: make_grant(secret, key_b64, endpoints={URL_KEY: url, PIN_KEY: fp}))
     log.info("wss relay %s, certificate %s (%s)", url, fp, cert)
