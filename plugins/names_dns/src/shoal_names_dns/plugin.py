@@ -131,6 +131,7 @@ class DnsRuntime(NodePlugin):
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
     def stop(self) -> None:
+        # The interface goes away with the node: systemd-resolved drops its settings itself.
         if self._task is not None:
             self._task.cancel()
         if self._transport is not None:
@@ -188,12 +189,11 @@ class DnsRuntime(NodePlugin):
         status["dns"] = st
 
 
-@hookimpl(optionalhook=True)
+@hookimpl
 def shoal_config_register_settings(register):  # type: ignore[no-untyped-def]
     register("dns", DnsSettings)
 
 
-@hookimpl(optionalhook=True)
+@hookimpl
 def shoal_node_plugin(node: NodeHandle) -> DnsRuntime:
-    # The interface goes away with the node: systemd-resolved drops its settings itself.
     return DnsRuntime(node)
