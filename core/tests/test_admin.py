@@ -61,6 +61,23 @@ def test_access_rules() -> None:
     assert c.session != c.csrf and c.token not in (c.session, c.csrf)
 
 
+def test_sign_in_limit() -> None:
+    now = [0.0]
+    lim = auth.SignInLimit(burst=3, interval=10.0, clock=lambda: now[0])
+    for _ in range(3):
+        assert lim.allowed()
+        lim.failed()
+    assert not lim.allowed()
+    now[0] += 9.0
+    assert not lim.allowed()
+    now[0] += 1.5
+    assert lim.allowed()
+    lim.failed()
+    assert not lim.allowed()
+    now[0] += 1000
+    assert lim.allowed()
+
+
 def test_token_source_follows_rotation(tmp_path) -> None:
     p = tmp_path / "admin.token"
     t1 = auth.load_or_create_token(p)
@@ -151,6 +168,7 @@ def test_page_refuses_without_token_and_acts_with_it(tmp_path) -> None:
             assert code == 401 and b'name="token"' in body
             code, _, _ = await _http(port, "POST", "/login", body=b"token=wrong")
             assert code == 401
+            assert page.sign_ins.allowed()
             code, hdrs, _ = await _http(port, "POST", "/login",
                                         {"Content-Type": "application/x-www-form-urlencoded"},
                                         f"token={token}".encode())
@@ -188,6 +206,10 @@ def test_page_refuses_without_token_and_acts_with_it(tmp_path) -> None:
             code, _, body = await _http(port, "GET", "/api/state",
                                         {"Authorization": f"Bearer {token}"})
             assert code == 200 and json.loads(body)["networks"][0]["name"] == "lan"
+            # guessing is bounded: after a burst of failures, sign-ins wait
+            codes = [(await _http(port, "POST", "/login", body=b"token=wrong"))[0]
+                     for _ in range(12)]
+            assert codes[0] == 401 and codes[-1] == 429
         finally:
             await page.close()
             srv.store.close()

@@ -104,6 +104,7 @@ class AdminPage:
         self.tokens = tokens
         self.http = HttpServer(listen, self._handle, "admin page")
         self._cache: tuple[float, str, str] | None = None   # (time, csrf, html)
+        self.sign_ins = auth.SignInLimit()
 
     async def start(self) -> None:
         await self.http.start()
@@ -175,9 +176,15 @@ class AdminPage:
 </body></html>""", PAGE_CSP)
 
     def _login(self, req: Request) -> Response:
+        if not self.sign_ins.allowed():
+            resp = login_page("Too many failed sign-ins; wait a minute and try again.")
+            resp.status = 429
+            resp.headers.append(("retry-after", "60"))
+            return resp
         offered = dict(parse_qsl(req.body.decode("utf-8", "replace"))).get("token", "")
         creds = self.tokens.current()
         if creds is None or not auth.check_login(creds, offered):
+            self.sign_ins.failed()
             log.warning("admin page: refused a sign-in from %s", req.peer)
             return login_page("That token is not right.")
         cookie = f"{auth.COOKIE}={creds.session}; HttpOnly; SameSite=Strict; Path=/"

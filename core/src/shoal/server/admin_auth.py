@@ -25,6 +25,8 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -146,3 +148,32 @@ class TokenSource:
             self._creds = Credentials.from_token(token) if len(token) >= MIN_TOKEN_LEN else None
             self._stamp = stamp
         return self._creds
+
+
+class SignInLimit:
+    """Failed sign-ins allowed: a burst, then one per ``interval`` seconds (token bucket).
+
+    The token cannot be guessed anyway; this bounds the work and the log lines an
+    unauthenticated client can cause.
+    """
+
+    def __init__(self, burst: int = 10, interval: float = 6.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst = burst
+        self.interval = interval
+        self.clock = clock
+        self._tokens = float(burst)
+        self._at = clock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) / self.interval)
+        self._at = now
+
+    def allowed(self) -> bool:
+        self._refill()
+        return self._tokens >= 1
+
+    def failed(self) -> None:
+        self._refill()
+        self._tokens = max(0.0, self._tokens - 1)
