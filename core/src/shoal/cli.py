@@ -415,14 +415,29 @@ def cmd_netcheck(args: argparse.Namespace) -> int:
         print(f"public   {nat.get('public_endpoint') or '-'}")
     for v in (nat or {}).get("stun") or []:
         print(f"stun     {_stun_line(v)}")
-    relay = r.get("relay")
-    if relay is None:
-        print("relay    none (the 'relay' plugin is not enabled)")
-    else:
+    relays = r.get("relays") or ([r["relay"]] if r.get("relay") else [])
+    if not relays:
+        print("relay    none (no relay plugin is enabled)")
+    for relay in relays:
+        if "servers" in relay:  # a transport with several servers (turn): one line each
+            for srv in relay["servers"]:
+                print(f"{relay['transport']:<8} {_server_line(srv)}")
+            continue
         rtt = f", rtt {relay['rtt_ms']:.1f} ms" if relay.get("rtt_ms") is not None else ""
-        print(f"relay    {'reachable via ' + str(relay['mode']) if relay['ready'] else 'unreachable'}"
-              f" {relay.get('address') or ''}{rtt}")
+        how = "reachable via " + str(relay.get("mode")) if relay["ready"] else "unreachable"
+        print(f"relay    {how} {relay.get('address') or ''}{rtt}")
     return 0
+
+
+def _server_line(srv: dict[str, Any]) -> str:
+    """One relay server: reachable (relayed address, RTT) or its error in one line."""
+    head = f"{srv['server']} ({srv.get('transport', '?')})"
+    if srv.get("error"):
+        return f"{head}: {srv['error']}"
+    rtt = f", rtt {srv['rtt_ms']:.1f} ms" if srv.get("rtt_ms") is not None else ""
+    used = ", in use" if srv.get("selected") else ""
+    where = f"relayed {srv['relayed']}" if srv.get("relayed") else "reachable"
+    return f"{head}: {where}{rtt}{used}"
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

@@ -104,6 +104,7 @@ class Node:
         self._address = cfg.interface.address
         self.ready = asyncio.Event()
         self._closing = False
+        self._announced: tuple[list[str], m.NatInfo] | None = None   # last traversal report
 
     # ------------------------------------------------------------ plugins
     def _create_plugins(self) -> Transport:
@@ -251,6 +252,24 @@ class Node:
     def _readiness(self, t: Transport, old: Readiness, new: Readiness, reason: str) -> None:
         if not self._closing:
             self.paths.readiness(t, old, new, reason, list(self.server_peers))
+            main = self.engine.transport if self.engine else None
+            if t is not main and Readiness.READY in (old, new):
+                self._reannounce()  # its candidates (e.g. a TURN relayed address) changed
+
+    def _reannounce(self) -> None:
+        """Announce again with every transport's current candidates: the main endpoints
+        and NAT last announced (by the traversal plugin), or the host addresses."""
+        if self.control is None or not self.control.state.online:
+            return
+        if self._announced is not None:
+            endpoints, nat = self._announced
+        else:
+            port = next((int(ep.rpartition(":")[2]) for ep in
+                         (self.engine.transport.local_endpoints() if self.engine else [])), 0)
+            endpoints = [f"{ip}:{port}" for ip in host_addresses(self.cfg.interface.name)] \
+                if port else []
+            nat = m.NatInfo()
+        self.control.report(m.Report(endpoints=self._candidates(endpoints), nat=nat))
 
     # ------------------------------------------------------------ control plane
     def _candidates(self, main_endpoints: list[str]) -> list[str]:
@@ -264,6 +283,7 @@ class Node:
         return out[:16]
 
     def announce(self, endpoints: list[str], nat: m.NatInfo) -> None:
+        self._announced = (list(endpoints), nat)
         if self.control is not None:
             self.control.report(m.Report(endpoints=self._candidates(endpoints), nat=nat))
 
@@ -518,11 +538,10 @@ class Node:
             if nat is not None:
                 out["nat"] = nat
                 break
-        for t in self.transports:
-            if t.kind is PathKind.RELAYED:
-                out["relay"] = {"transport": t.name, "ready": t.readiness is Readiness.READY,
-                                **t.describe()}
-                break
+        relays = [{"transport": t.name, "ready": t.readiness is Readiness.READY, **t.describe()}
+                  for t in self.transports if t.kind is PathKind.RELAYED]
+        out["relay"] = relays[0] if relays else None
+        out["relays"] = relays          # every relayed transport (relay, wss, turn, ...)
         return out
 
     def status(self) -> dict[str, Any]:

@@ -286,11 +286,15 @@ class Agent(NodePlugin):
         pt.peer, pt.info = peer, info
         cands = []
         for e in info.endpoints:
+            name, sep, text = e.partition("=")
+            if sep and not (name == "turn" and self._plain_udp_to_relays):
+                continue  # another transport's candidate: that transport's business
             try:
-                addr = parse_endpoint(e)
+                addr = parse_endpoint(text if sep else e)
             except ValueError:
                 continue
-            t = CandidateType.SRFLX if e == info.nat.public_endpoint else CandidateType.HOST
+            t = CandidateType.RELAY if sep else \
+                CandidateType.SRFLX if e == info.nat.public_endpoint else CandidateType.HOST
             cands.append((addr, t))
         pt.checks.set_remote_candidates(cands)
         if moved:
@@ -394,7 +398,8 @@ class Agent(NodePlugin):
         best = pt.checks.selected
         offered = pt.offered
         if best is not None:
-            path = Path.over(best.via, best.remote)
+            path = Path(best.via, best.remote, PathKind.RELAYED) \
+                if best.type is CandidateType.RELAY else Path.over(best.via, best.remote)
             if path != offered:
                 if offered is not None and not self._answers(pt, offered):
                     self.node.path_lost(pt.peer.public_key, offered, "check failed")
@@ -409,10 +414,17 @@ class Agent(NodePlugin):
         pair = pt.checks.find(path.endpoint, path.transport)
         return pair is not None and pair.state is PairState.SUCCEEDED
 
+    @property
+    def _plain_udp_to_relays(self) -> bool:
+        """Check peers' TURN relayed candidates (``turn=IP:PORT``) with plain UDP from the
+        main socket: only without a ``turn`` transport of our own, which reaches them
+        relay to relay instead (RFC 8445 relayed candidates, lowest priority)."""
+        return "turn" not in self.node.config.plugins
+
     def _use(self, pt: PeerTraversal, pair: Pair, path: Path) -> None:
         peer = pt.peer
-        log.info("peer %s: direct path %s via %s works (rtt %.1f ms)", peer.name, pair.remote,
-                 pair.via.name, (pair.rtt or 0) * 1000)
+        log.info("peer %s: %s path %s via %s works (rtt %.1f ms)", peer.name, path.kind.value,
+                 pair.remote, pair.via.name, (pair.rtt or 0) * 1000)
         pt.offered = path
         if pt.connected_at is None:
             pt.connected_at = self.node.clock()

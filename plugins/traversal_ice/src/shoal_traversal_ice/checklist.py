@@ -5,7 +5,9 @@ Rules it obeys:
 * A pair is (local socket, remote candidate). Most pairs use the node's one
   UDP socket; birthday punching adds pairs on extra sockets.
 * Pair priority follows the remote candidate's type preference (host 126 >
-  peer-reflexive 110 > server-reflexive 100), RFC 8445 §5.1.2.2.
+  peer-reflexive 110 > server-reflexive 100 > relayed 0), RFC 8445 §5.1.2.2.
+  A relayed candidate is a peer's address on a TURN server: reached with
+  plain UDP, but through a third machine, so any other working pair wins.
 * Checks are paced: at most one new check every ``PACE`` seconds per list;
   a check in progress is retransmitted every ``RTO`` up to ``MAX_TRIES``.
 * A pong makes its pair SUCCEEDED (with an RTT); an authenticated ping from an
@@ -47,6 +49,7 @@ class CandidateType(IntEnum):
     HOST = 126
     PRFLX = 110
     SRFLX = 100
+    RELAY = 0
 
 
 class PairState(Enum):

@@ -1,0 +1,117 @@
+"""TURN relaying through coturn in a NAT lab (real processes, nftables NAT routers).
+
+One lab: the coordination server (no relay of its own), coturn with a shared
+secret (use-auth-secret) on 203.0.113.20/.21, and three nodes whose only
+relay is coturn: two behind symmetric NATs, one behind a port-restricted NAT.
+
+(c) the two symmetric nodes connect and ping through coturn; both show the
+    peer on ``"path": "relay", "transport": "turn"``;
+(d) the port-restricted x symmetric pair starts on TURN and moves to a direct
+    path (birthday punching), without losing the tunnel;
+and a node with a wrong TURN secret says so in one line in status.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from shoal.testing import coturn, fleet, natlab
+from shoal.testing.netlab import Lab, can_run, wait_until
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(can_run() is not None, reason=f"netns lab: {can_run()}"),
+    pytest.mark.skipif(coturn.available() is not None, reason=str(coturn.available())),
+]
+
+SECRET = "lab-turn-secret"
+
+
+def turn_config(secret: str = SECRET) -> str:
+    return (f'[[plugin.turn.servers]]\nurl = "turn:{coturn.COTURN_IPS[0]}:3478"\n'
+            f'secret = "{secret}"\n')
+
+
+class World:
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.inet = natlab.internet(lab, serve=False)
+        self.server = fleet.start_server(lab, self.inet.server_ns, relay=False)
+        self.turn = coturn.start(lab, self.inet.server_ns, self.inet.server_if, secret=SECRET)
+        self.nodes: dict[str, fleet.NodeProc] = {}
+        self.sites: dict[str, natlab.Site] = {}
+
+    def add(self, name: str, nat: str, create: bool = False, secret: str = SECRET
+            ) -> fleet.NodeProc:
+        site = natlab.add_site(self.lab, self.inet, nat, len(self.sites) + 1)
+        node = fleet.start_node(self.lab, site.host_ns, name, self.server,
+                                plugins=["udp", "turn", "ice"],
+                                networks=[("mesh", "secret", create)],
+                                extra=turn_config(secret))
+        self.nodes[name], self.sites[name] = node, site
+        return node
+
+    def vip(self, name: str) -> str:
+        node = self.nodes[name]
+        return wait_until(lambda: node.status(self.lab)["node"]["virtual_ip"], 15,
+                          what=f"{name}'s address")  # type: ignore[no-any-return]
+
+    def ping(self, a: str, b: str, wait: float = 0.5) -> bool:
+        r = self.lab.sh(self.sites[a].host_ns, f"ping -c1 -W{wait} {self.vip(b)}", check=False)
+        return r.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def world():
+    with Lab("trn") as lab:
+        w = World(lab)
+        w.add("sym1", "symmetric", create=True)
+        fleet.wait_online(lab, w.nodes["sym1"])
+        wait_until(lambda: w.nodes["sym1"].status(lab)["networks"], 10, what="the network")
+        w.add("sym2", "symmetric")
+        w.add("port", "port-restricted")
+        for n in w.nodes.values():
+            fleet.wait_online(lab, n, timeout=30)
+        yield w
+
+
+def test_symmetric_pair_connects_through_coturn(world):
+    wait_until(lambda: world.ping("sym1", "sym2") and world.ping("sym2", "sym1"), 30,
+               interval=0.2, what="a ping between the symmetric nodes")
+    for a, b in (("sym1", "sym2"), ("sym2", "sym1")):
+        peer = wait_until(lambda a=a, b=b: (p := world.nodes[a].peer(world.lab, b))
+                          and p["transport"] == "turn" and p, 10, what=f"{a} -> {b} on turn")
+        assert peer["path"] == "relay" and peer["online"], peer
+        st = world.nodes[a].status(world.lab)
+        turn = st["turn"]
+        assert turn["ready"] and turn["relayed"].startswith(coturn.COTURN_IPS[0] + ":"), turn
+        assert SECRET not in str(st)
+    # coturn relayed them: its log shows the two allocations' peers
+    assert "CHANNEL_BIND processed, success" in world.lab.log_text(world.turn.log)
+
+
+def test_port_restricted_and_symmetric_start_on_turn_then_go_direct(world):
+    wait_until(lambda: world.ping("port", "sym1") and world.ping("sym1", "port"), 30,
+               interval=0.2, what="a ping between port and sym1")
+    peer = wait_until(lambda: (p := world.nodes["port"].peer(world.lab, "sym1"))
+                      and p["path"] == "direct" and p, 40, interval=0.5,
+                      what="port -> sym1 to go direct")
+    assert peer["transport"] in ("udp", "udp-punch"), peer
+    log = world.lab.log_text("port")
+    # the tunnel came up on TURN, then ICE moved it to a direct path (birthday punching)
+    on_turn = re.search(r"peer sym1: path \S+ \S+ \(\w+\) -> turn \S+ \(relay\)", log)
+    to_direct = re.search(r"peer sym1: path turn \S+ \(relay\) -> udp\S* \S+ \(direct\)", log)
+    assert on_turn and to_direct and on_turn.start() < to_direct.start(), log[-3000:]
+    assert world.ping("port", "sym1") and world.ping("sym1", "port")
+
+
+def test_wrong_secret_is_one_line_in_status_and_netcheck(world):
+    bad = world.add("bad", "full-cone", secret="not-the-secret")
+    line = "401 Unauthorized: wrong username or password (or shared secret)"
+    st = wait_until(lambda: (s := bad.status(world.lab))["turn"]["servers"][0]["error"] and s,
+                    20, what="the TURN error in status")
+    assert st["turn"]["servers"][0]["error"] == line and not st["turn"]["ready"]
+    out = world.lab.shoal(bad.ns, "netcheck", "-c", str(bad.config)).stdout
+    assert f"turn     {coturn.COTURN_IPS[0]}:3478 (udp): {line}" in out, out
+    assert "not-the-secret" not in world.lab.log_text("bad")
