@@ -8,7 +8,9 @@ relay is coturn: two behind symmetric NATs, one behind a port-restricted NAT.
     peer on ``"path": "relay", "transport": "turn"``;
 (d) the port-restricted x symmetric pair starts on TURN and moves to a direct
     path (birthday punching), without losing the tunnel;
-and a node with a wrong TURN secret says so in one line in status.
+a node without TURN of its own, behind a symmetric NAT too, reaches a TURN
+node's relayed candidate with plain UDP (ICE relay candidate); and a node
+with a wrong TURN secret says so in one line in status and netcheck.
 """
 
 from __future__ import annotations
@@ -42,13 +44,13 @@ class World:
         self.nodes: dict[str, fleet.NodeProc] = {}
         self.sites: dict[str, natlab.Site] = {}
 
-    def add(self, name: str, nat: str, create: bool = False, secret: str = SECRET
-            ) -> fleet.NodeProc:
+    def add(self, name: str, nat: str, create: bool = False, secret: str = SECRET,
+            turn: bool = True) -> fleet.NodeProc:
         site = natlab.add_site(self.lab, self.inet, nat, len(self.sites) + 1)
         node = fleet.start_node(self.lab, site.host_ns, name, self.server,
-                                plugins=["udp", "turn", "ice"],
+                                plugins=["udp", "turn", "ice"] if turn else ["udp", "ice"],
                                 networks=[("mesh", "secret", create)],
-                                extra=turn_config(secret))
+                                extra=turn_config(secret) if turn else "")
         self.nodes[name], self.sites[name] = node, site
         return node
 
@@ -68,7 +70,7 @@ def world():
         w = World(lab)
         w.add("sym1", "symmetric", create=True)
         fleet.wait_online(lab, w.nodes["sym1"])
-        wait_until(lambda: w.nodes["sym1"].status(lab)["networks"], 10, what="the network")
+        wait_until(lambda: w.nodes["sym1"].status(lab)["networks"], 30, what="the network")
         w.add("sym2", "symmetric")
         w.add("port", "port-restricted")
         for n in w.nodes.values():
@@ -104,6 +106,19 @@ def test_port_restricted_and_symmetric_start_on_turn_then_go_direct(world):
     to_direct = re.search(r"peer sym1: path turn \S+ \(relay\) -> udp\S* \S+ \(direct\)", log)
     assert on_turn and to_direct and on_turn.start() < to_direct.start(), log[-3000:]
     assert world.ping("port", "sym1") and world.ping("sym1", "port")
+
+
+def test_a_node_without_turn_reaches_the_relayed_candidate_with_plain_udp(world):
+    plain = world.add("plain", "symmetric", turn=False)
+    fleet.wait_online(world.lab, plain, timeout=30)
+    wait_until(lambda: world.ping("plain", "sym1") and world.ping("sym1", "plain"), 30,
+               interval=0.2, what="a ping between plain and sym1")
+    peer = wait_until(lambda: (p := plain.peer(world.lab, "sym1")) and p["path"] == "relay"
+                      and p, 10, what="plain -> sym1 on sym1's relayed address")
+    relayed = world.nodes["sym1"].status(world.lab)["turn"]["relayed"]
+    assert peer["transport"] == "udp" and peer["endpoint"] == relayed, (peer, relayed)
+    back = world.nodes["sym1"].peer(world.lab, "plain")
+    assert back["transport"] == "turn" and back["path"] == "relay", back
 
 
 def test_wrong_secret_is_one_line_in_status_and_netcheck(world):
