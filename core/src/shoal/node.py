@@ -24,8 +24,8 @@ from typing import Any
 import pluggy
 from pydantic import BaseModel
 
-from shoal import __version__, path_probe, plugin_api, wire
-from shoal.addressing import ipv6_for, mac_for_key, mac_str
+from shoal import path_probe, plugin_api, wire
+from shoal.addressing import mac_for_key
 from shoal.api import ApiServer
 from shoal.config import NodeConfig, plugin_settings
 from shoal.control import messages as m
@@ -34,21 +34,23 @@ from shoal.engine import Engine
 from shoal.errors import PluginError, ShoalError
 from shoal.identity import StaticKeypair, decode_public_key
 from shoal.metrics import MetricsEndpoint, start_node_metrics
+from shoal.node_api import NodeApi
 from shoal.node_handle import HandleRegistry, PluginHandle
+from shoal.node_status import render_status
 from shoal.path import Path as PeerPath
 from shoal.path_control import PathControl
 from shoal.path_report import path_reports
 from shoal.peer import Peer, Timers
+from shoal.peer_reconcile import Action, Gone, PeerReconciler, Up
 from shoal.plugin_api import NodePlugin
 from shoal.plugins import load_plugins
 from shoal.routing.manager import RouteManager
-from shoal.transport import PathKind, Readiness, Transport, endpoint_text
+from shoal.transport import PathKind, Readiness, Transport
 from shoal.tun import LinuxTun, TunDevice
 
 log = logging.getLogger(__name__)
 
 TunFactory = Callable[[NodeConfig, bytes], TunDevice]
-STALE_GRACE = 15.0
 PATH_ROUND = 0.25
 
 
@@ -97,14 +99,14 @@ class Node:
         self.paths = PathControl({}, self.transports)
         self._transport_plugin: dict[int, str] = {}
         self.routing: RouteManager | None = None
-        self._stale: dict[bytes, float] = {}   # peers missing from a snapshot: key -> deadline
-        self.server_peers: dict[bytes, m.PeerInfo] = {}   # tunnels the server asked for
-        self.offline_peers: dict[bytes, m.PeerInfo] = {}  # known members, now offline
+        self.reconcile = PeerReconciler(b"", {decode_public_key(p.public_key)
+                                              for p in cfg.peers})
         self._static_keys = {decode_public_key(p.public_key) for p in cfg.peers}
         self._address = cfg.interface.address
         self.ready = asyncio.Event()
         self._closing = False
         self._announced: tuple[list[str], m.NatInfo] | None = None   # last traversal report
+        self.api_dispatch = NodeApi(self)
 
     # ------------------------------------------------------------ plugins
     def _create_plugins(self) -> Transport:
@@ -142,7 +144,7 @@ class Node:
     def plugin_of(self, t: Transport) -> str | None:
         return self._transport_plugin.get(id(t))
 
-    def _each(self, what: str, call: Callable[[NodePlugin], Any],
+    def for_each_plugin(self, what: str, call: Callable[[NodePlugin], Any],
               slots: Sequence[PluginSlot] | None = None) -> None:
         """Run one event on every plugin; a failing plugin is logged, not fatal."""
         for slot in slots if slots is not None else self.slots:
@@ -150,6 +152,15 @@ class Node:
                 call(slot.plugin)
             except Exception:  # noqa: BLE001 - one plugin must not take the node down
                 log.exception("plugin %s failed in %s", slot.name, what)
+
+    @property
+    def server_peers(self) -> dict[bytes, m.PeerInfo]:
+        """Peers the server asked this node to tunnel to."""
+        return self.reconcile.server_peers
+
+    @property
+    def offline_peers(self) -> dict[bytes, m.PeerInfo]:
+        return self.reconcile.offline
 
     def networks_of(self, key: bytes) -> Sequence[str]:
         info = self.server_peers.get(key)
@@ -167,6 +178,7 @@ class Node:
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
         self.keypair = load_keypair(cfg, self.pm)
+        self.reconcile.own_key = self.keypair.public
         control_task: asyncio.Task[None] | None = None
         waiters: list[asyncio.Task[Any]] = []
         t = cfg.tunnel
@@ -334,52 +346,51 @@ class Node:
             if self.tun is not None and hasattr(self.tun, "set_address"):
                 self.tun.set_address(address)
             self._address = address
-        self._each("on_login", lambda p: p.on_login(w))
+        self.for_each_plugin("on_login", lambda p: p.on_login(w))
 
     def _on_peers(self, msg: m.Peers) -> None:
         eng = self.engine
         assert eng is not None
-        if msg.full:
-            # After a re-login (e.g. the server restarted) peers that have not
-            # logged in again yet are missing from the snapshot. Tunnels that
-            # still carry traffic get a grace period instead of being cut.
-            wanted = {decode_public_key(p.public_key) for p in msg.up}
-            now = eng.clock()
-            for key in list(self.server_peers):
-                if key in wanted:
-                    continue
-                p = eng.peers.get(key)
-                if p is not None and p.online(now):
-                    self._stale.setdefault(key, now + STALE_GRACE)
-                else:
-                    self._peer_gone(key)
-        for info in msg.up:
-            key = decode_public_key(info.public_key)
-            if key in self._static_keys or key == self.keypair.public:  # type: ignore[union-attr]
-                continue
-            candidates = []
-            for e in info.endpoints:
-                t, text = self._split_candidate(e, eng.transport)
-                if t is None:
-                    continue  # a transport this node does not have
-                try:
-                    candidates.append(PeerPath.over(t, t.parse_endpoint(text)))
-                except ValueError:
-                    continue
-            existing = eng.peers.get(key)
-            peer = eng.add_peer(info.name, key, info.virtual_ip,
-                                candidates[0] if candidates else None, candidates)
-            if existing is None:
-                self.paths.start_peer(peer)
-            else:
-                self.paths.update_peer(peer)
-            self.server_peers[key] = info
-            self.offline_peers.pop(key, None)
-            self._stale.pop(key, None)
-            self._each("on_peer", lambda p, peer=peer, info=info: p.on_peer(peer, info))
-        for k in msg.down:
-            self._peer_gone(decode_public_key(k))
+        now = eng.clock()
+
+        def carries_traffic(key: bytes) -> bool:
+            p = eng.peers.get(key)
+            return p is not None and p.online(now)
+
+        self._act(self.reconcile.apply(msg, now, carries_traffic))
         self._refresh_routes()
+
+    def _act(self, actions: list[Action]) -> None:
+        """Apply what peer reconciliation decided."""
+        eng = self.engine
+        assert eng is not None
+        for a in actions:
+            match a:
+                case Up(key, info):
+                    candidates = self._parse_candidates(info.endpoints, eng.transport)
+                    existing = eng.peers.get(key)
+                    peer = eng.add_peer(info.name, key, info.virtual_ip,
+                                        candidates[0] if candidates else None, candidates)
+                    if existing is None:
+                        self.paths.start_peer(peer)
+                    else:
+                        self.paths.update_peer(peer)
+                    self.for_each_plugin("on_peer", lambda p, peer=peer, info=info: p.on_peer(peer, info))
+                case Gone(key):
+                    self._peer_gone(key)
+
+    def _parse_candidates(self, endpoints: list[str], main: Transport) -> list[PeerPath]:
+        """Announced candidates as paths; those of transports this node lacks are skipped."""
+        out = []
+        for e in endpoints:
+            t, text = self._split_candidate(e, main)
+            if t is None:
+                continue
+            try:
+                out.append(PeerPath.over(t, t.parse_endpoint(text)))
+            except ValueError:
+                continue
+        return out
 
     def _on_path_probe(self, data: bytes, addr: Any, via: Transport) -> None:
         if not self.paths.on_probe(data, addr, via):
@@ -398,23 +409,17 @@ class Node:
     async def _expire_stale(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            now = self.engine.clock() if self.engine else 0.0
-            for key, deadline in list(self._stale.items()):
-                if now >= deadline:
-                    self._peer_gone(key)
+            if self.engine is not None:
+                self._act(self.reconcile.expire(self.engine.clock()))
 
     def _peer_gone(self, key: bytes) -> None:
         assert self.engine is not None
-        self._stale.pop(key, None)
-        self._each("on_peer_gone", lambda pl: pl.on_peer_gone(key))
-        info = self.server_peers.pop(key, None)
-        if info is not None:
-            self.offline_peers[key] = info
+        self.for_each_plugin("on_peer_gone", lambda pl: pl.on_peer_gone(key))
         self.paths.forget(key)
         p = self.engine.peers.get(key)
         if p is not None:
             self.engine.remove_peer(key)
-            self._each("on_peer_down", lambda pl: pl.on_peer_down(p))
+            self.for_each_plugin("on_peer_down", lambda pl: pl.on_peer_down(p))
 
     async def _join_configured(self) -> None:
         """Join (or create) the networks listed in the config, after each login."""
@@ -460,7 +465,7 @@ class Node:
 
     async def close(self) -> None:
         self._closing = True
-        self._each("stop", lambda p: p.stop(), slots=list(reversed(self.slots)))
+        self.for_each_plugin("stop", lambda p: p.stop(), slots=list(reversed(self.slots)))
         if self.api is not None:
             await self.api.close()
         if self.metrics is not None:
@@ -478,148 +483,16 @@ class Node:
         log.info("node %s stopped", self.cfg.name)
 
     def _peer_up(self, peer: Peer) -> None:
-        self._each("on_peer_up", lambda p: p.on_peer_up(peer))
+        self.for_each_plugin("on_peer_up", lambda p: p.on_peer_up(peer))
 
     @property
     def virtual_ip(self) -> str | None:
         a = self._address
         return str(ipaddress.ip_interface(a).ip) if a else None
 
-    # ------------------------------------------------------------ local API
+    # ------------------------------------------------------------ local API and status
     async def handle_api(self, cmd: str, args: dict[str, Any]) -> Any:
-        if cmd == "status":
-            return self.status()
-        if cmd == "netcheck":
-            return await self.netcheck()
-        if cmd == "ping":
-            return await self.ping(str(args.get("peer", "")), int(args.get("count", 4)),
-                                   float(args.get("interval", 1.0)))
-        if cmd == "network":
-            if self.control is None:
-                raise ShoalError("this node has no [server]: networks need a coordination server")
-            op = args.get("op")
-            if op not in m.ARGS:
-                raise ShoalError(f"unknown network operation {op!r}")
-            return await self.control.request(op, args.get("args") or {})
-        raise ShoalError(f"unknown command {cmd!r}")
-
-    def find_peer(self, who: str) -> Peer:
-        """A peer by name, overlay address or public key."""
-        assert self.engine is not None
-        hits = [p for p in self.engine.peers.values()
-                if who in (p.name, p.virtual_ip, p.public_key_b64)]
-        if not hits:
-            raise ShoalError(f"no peer called {who!r} (see 'shoal status')")
-        if len(hits) > 1:
-            raise ShoalError(f"several peers are called {who!r}; use the address or key")
-        return hits[0]
-
-    async def ping(self, who: str, count: int, interval: float) -> dict[str, Any]:
-        from shoal.overlay_ping import ping
-
-        if not 1 <= count <= 1000 or not 0.01 <= interval <= 60:
-            raise ShoalError("ping: count must be 1..1000 and interval 0.01..60 s")
-        peer = self.find_peer(who)
-        if self.virtual_ip is None:
-            raise ShoalError("this node has no overlay address yet")
-        rtts = await ping(self.virtual_ip, peer.virtual_ip, count, interval, timeout=2.0)
-        return {"peer": peer.name, "virtual_ip": peer.virtual_ip, "rtt_ms": rtts,
-                "path": path_word(peer) if peer.current else "none",
-                "transport": None if peer.via is None else peer.via.name,
-                "endpoint": endpoint_text(peer.endpoint)}
-
-    async def netcheck(self) -> dict[str, Any]:
-        """NAT behaviour (fresh discovery when an agent is present) and relay reachability."""
-        out: dict[str, Any] = {"nat": None, "relay": None,
-                               "server": self.control.server if self.control else None,
-                               "online": bool(self.control and self.control.state.online)}
-        for slot in self.slots:
-            nat = await slot.plugin.netcheck()
-            if nat is not None:
-                out["nat"] = nat
-                break
-        relays = [{"transport": t.name, "ready": t.readiness is Readiness.READY, **t.describe()}
-                  for t in self.transports if t.kind is PathKind.RELAYED]
-        out["relay"] = relays[0] if relays else None
-        out["relays"] = relays          # every relayed transport (relay, wss, turn, ...)
-        return out
+        return await self.api_dispatch.handle(cmd, args)
 
     def status(self) -> dict[str, Any]:
-        eng = self.engine
-        assert eng is not None and self.keypair is not None
-        now = eng.clock()
-        peers = []
-        for p in eng.peers.values():
-            info = self.server_peers.get(p.public_key)
-            online = p.online(now)
-            peers.append({
-                "name": p.name,
-                "public_key": p.public_key_b64,
-                "virtual_ip": p.virtual_ip,
-                "online": online,
-                "state": p.state.value,
-                "networks": info.networks if info else [],
-                "path": path_word(p) if online else "none",
-                "transport": p.via.name if online and p.via is not None else None,
-                "endpoint": endpoint_text(p.endpoint),
-                "rtt_ms": None if p.rtt_ms is None else round(p.rtt_ms, 2),
-                "paths": self.paths.status(p),
-                "rx_bytes": p.stats.rx_bytes,
-                "tx_bytes": p.stats.tx_bytes,
-                "rx_packets": p.stats.rx_packets,
-                "tx_packets": p.stats.tx_packets,
-                "handshakes": p.stats.handshakes,
-                "cipher": wire.CIPHER_NAMES[p.current.cipher] if p.current else None,
-                "last_handshake_s": None if p.current is None else round(now - p.current.created, 1),
-            })
-        for info in self.offline_peers.values():
-            peers.append({"name": info.name, "public_key": info.public_key,
-                          "virtual_ip": info.virtual_ip, "online": False,
-                          "networks": info.networks, "path": "none", "transport": None,
-                          "endpoint": None, "rtt_ms": None, "rx_bytes": 0, "tx_bytes": 0})
-        ctl = self.control.state if self.control else None
-        # Online members as this node sees them: itself plus the peers it has a live
-        # tunnel to through that network (presence is not re-pushed per network).
-        online_in: dict[str, int] = {}
-        for p in peers:
-            if p["online"]:
-                for net in p["networks"]:
-                    online_in[net] = online_in.get(net, 0) + 1
-        networks = [{"name": n.name, "role": n.role, "type": n.type, "members": n.members,
-                     "online": (online_in.get(n.name, 0) + (1 if ctl and ctl.online else 0))
-                     if n.role != "pending" else 0,
-                     "join_mode": n.join_mode, "member_limit": n.member_limit,
-                     "pending": n.pending}
-                    for n in (ctl.networks if ctl else [])]
-        status = {
-            "node": {
-                "name": self.cfg.name,
-                "version": __version__,
-                "public_key": self.keypair.public_b64,
-                "virtual_ip": self.virtual_ip,
-                "online": ctl.online if ctl else True,
-                "server": self.control.server if self.control else None,
-                "server_error": ctl.last_error if ctl else None,
-                "nat": {"mapping": "unknown", "filtering": "unknown", "public_endpoint": None},
-                "interface": self.tun.name if self.tun else None,
-                "mode": self.cfg.interface.mode,
-                "mac": mac_str(mac_for_key(self.keypair.public)),
-                "virtual_ip6": ipv6_for(self.virtual_ip) if self.virtual_ip else None,
-                "listen": eng.transport.local_endpoints(),
-                "drops": eng.drop_counts(),
-                "transports": [{"plugin": self.plugin_of(t), "name": t.name,
-                                "kind": t.kind.value, "delivery": t.delivery.value,
-                                "readiness": t.readiness.value, **t.describe()}
-                               for t in self.transports],
-            },
-            "networks": networks,
-            "peers": peers,
-            "routes": self.routing.status() if self.routing else [],
-        }
-        self._each("status", lambda p: p.status(status))
-        return status
-
-
-def path_word(peer: Peer) -> str:
-    """``status --json`` ``path``: ``direct``, ``relay`` or ``none``."""
-    return "none" if peer.path is None else peer.path.kind.value
+        return render_status(self)
