@@ -375,7 +375,8 @@ class Node:
                         self.paths.start_peer(peer)
                     else:
                         self.paths.update_peer(peer)
-                    self.for_each_plugin("on_peer", lambda p, peer=peer, info=info: p.on_peer(peer, info))
+                    self.for_each_plugin("on_peer",
+                                         lambda p, peer=peer, info=info: p.on_peer(peer, info))
                 case Gone(key):
                     self._peer_gone(key)
 
