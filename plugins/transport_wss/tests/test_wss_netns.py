@@ -6,7 +6,6 @@ World (one lab for the module)::
     proxy  203.0.113.30:8888 (tinyproxy, CONNECT to port 443 only)
     web    behind a router that lets out only TCP to the proxy (no UDP, no other TCP)
     pub    public address, no NAT          plugins udp, relay, ice
-    cone   full-cone NAT                   plugins udp, relay, ice
     port   port-restricted NAT             plugins udp, relay, wss, ice
 
 * ``web`` logs in through the proxy, reaches its peers over the WSS relay, and
@@ -90,7 +89,6 @@ class World:
         self.nodes: dict[str, tuple[fleet.NodeProc, natlab.Site]] = {}
         self.add("pub", "none", 1, ["udp", "relay", "ice"], create=True)
         fleet.wait_online(lab, self.nodes["pub"][0], timeout=30)
-        self.add("cone", "full-cone", 2, ["udp", "relay", "ice"])
         self.add("port", "port-restricted", 3, ALL)
         web_site = self.add("web", "port-restricted", 4, ALL,
                             extra=f'[plugin.wss]\nproxy = "http://{PROXY_IP}:{PROXY_PORT}"\n',
@@ -153,7 +151,7 @@ def test_node_behind_a_connect_proxy_goes_over_wss(world):
     # the router really lets nothing else out
     r = lab.sh(world.web_site.host_ns, f"ping -c1 -W1 {SERVER_IP}", check=False)
     assert r.returncode != 0
-    for peer in ("pub", "cone"):
+    for peer in ("pub", "port"):   # port reaches web over a relay whatever its UDP does
         wait_until(lambda peer=peer: world.ping("web", peer) and world.ping(peer, "web"), 30,
                    what=f"pings web <-> {peer}")
         p = world.peer("web", peer)
@@ -163,14 +161,14 @@ def test_node_behind_a_connect_proxy_goes_over_wss(world):
     pid = web.proc.pid
 
     world.stop_proxy()
-    wait_until(lambda: all(world.peer("web", n)["path"] == "none" for n in ("pub", "cone")), 30,
+    wait_until(lambda: all(world.peer("web", n)["path"] == "none" for n in ("pub", "port")), 30,
                interval=0.5, what="the wss paths to be marked down")
     assert not web.status(lab)["wss"]["ready"]
 
     world.start_proxy()
-    wait_until(lambda: world.ping("web", "pub") and world.ping("cone", "web"), 40,
+    wait_until(lambda: world.ping("web", "pub") and world.ping("port", "web"), 40,
                what="pings after the proxy came back")
-    for peer in ("pub", "cone"):
+    for peer in ("pub", "port"):
         wait_until(lambda peer=peer: world.peer("web", peer)["transport"] == "wss", 10,
                    what=f"web -> {peer} back on wss")
     assert web.proc.poll() is None and web.proc.pid == pid   # the same node process
@@ -182,7 +180,7 @@ def test_direct_udp_falls_back_to_a_relay_within_3_seconds_when_udp_is_blocked(w
     wait_until(lambda: world.ping("port", "pub") and world.peer("port", "pub")["path"] == "direct",
                30, interval=0.5, what="a direct path port -> pub")
     assert world.peer("port", "pub")["transport"].startswith("udp")
-    count = 150                                  # 15 s at 10/s
+    count = 100                                  # 10 s at 10/s
     pinger = subprocess.Popen(["ip", "netns", "exec", site.host_ns, "ping", "-n", "-i", "0.1",
                                "-c", str(count), "-W", "1", world.vip("pub")],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
