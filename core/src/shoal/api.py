@@ -37,12 +37,20 @@ class ApiServer:
             if _socket_alive(self.path):
                 raise ShoalError(f"{self.path}: another node is already running on this API socket")
             p.unlink()
+        # Bound with umask 0177 (mode 0600) without yielding to the event loop in
+        # between: an await inside that window let another start (two nodes in one
+        # process) read the narrowed umask as the one to restore, and keep it for good.
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=self.path,
-                                                           limit=MAX_REQUEST)
+            sock.bind(self.path)
+        except OSError:
+            sock.close()
+            raise
         finally:
             os.umask(old)
+        self._server = await asyncio.start_unix_server(self._serve, sock=sock,
+                                                       limit=MAX_REQUEST)
 
     async def close(self) -> None:
         if self._server is not None:
