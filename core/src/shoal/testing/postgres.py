@@ -66,7 +66,8 @@ class PostgresCluster:
 
     def _run(self, *argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([f"{self.bin}/{argv[0]}", *argv[1:]], capture_output=True,
-                              text=True, user=self._user, timeout=120, check=False)
+                              text=True, user=self._user, timeout=120, check=False,
+                              cwd=self.dir)  # the caller's directory may be closed to that user
 
     def start(self, timeout: float = 30) -> PostgresCluster:
         r = self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E",
@@ -79,7 +80,7 @@ class PostgresCluster:
              "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.sock}",
              "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
              "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, user=self._user)
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, user=self._user, cwd=self.dir)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
