@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""Throughput and RTT of Shoal against wireguard-go, in the same run and topology.
+"""Throughput and RTT of Shoal against wireguard-go, Nebula and OpenVPN, in one run.
 
 Two network namespaces joined by one veth pair (198.51.100.1/24 - 198.51.100.2/24,
 veth MTU 1500). Each round brings up one VPN at a time (tunnel MTU 1420), measures
-idle ping RTT then one iperf3 TCP stream a -> b, and tears it down; the two VPNs
-alternate within every round and the order flips from one round to the next.
-
-Overlays: Shoal 100.64.0.1/.2 (/10), wireguard-go 100.64.1.1/.2 (/24).
+idle ping RTT then one iperf3 TCP stream a -> b, and tears it down; the order of
+the VPNs rotates from one round to the next. Then, unless ``--loss 0``, Shoal and
+wireguard-go are measured again with 1 % of the underlay's UDP datagrams dropped
+at random in each direction (nftables numgen), to show whether loss is amplified.
+The report gives medians, Shoal's ratio to each anchor and to the fastest one,
+CPU seconds per gigabit, and Shoal's idle RTT against wireguard-go's.
+The VPNs and their configurations are in ``vpn_anchors.py``.
 
 Run as root:  .venv/bin/python bench/throughput.py [--seconds 10] [--runs 3]
-              [--cipher chacha20-poly1305|aes-256-gcm] [--json PATH]
+              [--cipher aes-256-gcm|chacha20-poly1305] [--vpns shoal,wireguard-go,...]
+              [--loss 1] [--loss-runs 3] [--json PATH] [--keep]
 Exit status: 0 if every measurement succeeded, 1 if a VPN did not carry a ping
 or iperf3 failed, 2 if the benchmark cannot run here.
 """
@@ -31,19 +35,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import vpn_anchors
 from shoal.testing import netlab
-from shoal.testing import fleet
 from shoal.testing.netlab import Lab
+from vpn_anchors import TUN_MTU, UNDER_A, UNDER_B, WG_SOCK_DIR, Anchor, Shoal
 
-UNDER_A, UNDER_B = "198.51.100.1", "198.51.100.2"
 VETH_MTU = 1500
-TUN_MTU = 1420
-SHOAL_PORT = 41641
-WG_PORT = 51820
 IPERF_PORT = 5201
-SHOAL_A, SHOAL_B = "100.64.0.1", "100.64.0.2"
-WG_A, WG_B = "100.64.1.1", "100.64.1.2"
-WG_SOCK_DIR = Path("/var/run/wireguard")
+VPNS = ("shoal", "wireguard-go", "nebula", "openvpn")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 PING_RE = re.compile(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
@@ -73,6 +72,7 @@ class Run:
     ping_loss_pct: float | None = None
     vpn_cpu_pct: float | None = None      # both VPN daemons, % of one core, during iperf3
     sys_cpu_pct: float | None = None      # whole machine busy, % of one core, during iperf3
+    cpu_s_per_gbit: float | None = None   # CPU seconds of both daemons per Gbit delivered
     setup_s: float | None = None          # start of daemons to first overlay ping reply
     notes: list[str] = field(default_factory=list)
 
@@ -179,97 +179,52 @@ def measure(lab: Lab, args: argparse.Namespace, ns_a: str, ns_b: str, dst: str, 
         raise Failed(f"{tun_if} sent {tx1 - tx0} bytes but iperf3 sent {sent}")
     wall = t1 - t0
     run.vpn_cpu_pct = round(100 * (c1 - c0) / CLK_TCK / wall, 1)
+    gbit = end["sum_received"]["bytes"] * 8 / 1e9
+    run.cpu_s_per_gbit = round((c1 - c0) / CLK_TCK / gbit, 3) if gbit else None
     busy, total = s1[0] - s0[0], s1[1] - s0[1]
     run.sys_cpu_pct = round(100 * (os.cpu_count() or 1) * busy / total, 1) if total else None
 
 
-def bench_shoal(lab: Lab, args: argparse.Namespace, ns_a: str, ns_b: str,
-                cfgs: tuple[Path, Path], run: Run, tag: str) -> None:
+def bench_vpn(lab: Lab, args: argparse.Namespace, anchor: Anchor, ns_a: str, ns_b: str,
+              run: Run, tag: str) -> None:
     t0 = time.monotonic()
-    pa = lab.spawn(ns_a, [netlab.SHOAL, "up", "-c", str(cfgs[0])], f"shoal-alice-{tag}")
-    pb = lab.spawn(ns_b, [netlab.SHOAL, "up", "-c", str(cfgs[1])], f"shoal-bob-{tag}")
+    up = anchor.start(lab, ns_a, ns_b, tag)
     try:
-        wait_overlay(lab, ns_a, SHOAL_B, [pa, pb], [f"shoal-alice-{tag}", f"shoal-bob-{tag}"])
+        wait_overlay(lab, ns_a, up.dst, up.procs, up.logs)
         run.setup_s = round(time.monotonic() - t0, 2)
-        measure(lab, args, ns_a, ns_b, SHOAL_B, "shoal0", [pa.pid, pb.pid], run, tag)
-        try:
-            for p in lab.status(ns_a, cfgs[0]).get("peers", []):
-                run.notes.append(
-                    f"alice's peer {p.get('name')}: online={p.get('online')} "
-                    f"path={p.get('path')} cipher={p.get('cipher')} "
-                    f"tx_bytes={p.get('tx_bytes')} rx_bytes={p.get('rx_bytes')}")
-        except Exception as e:  # noqa: BLE001 - status is informational here
-            run.notes.append(f"status failed: {e}")
+        measure(lab, args, ns_a, ns_b, up.dst, up.tun_if, [p.pid for p in up.procs], run, tag)
+        if isinstance(anchor, Shoal):
+            try:
+                run.notes += anchor.status_notes(lab, ns_a)
+            except Exception as e:  # noqa: BLE001 - status is informational here
+                run.notes.append(f"status failed: {e}")
     finally:
-        lab.stop(pa)
-        lab.stop(pb)
+        for p in up.procs:
+            lab.stop(p)
+        up.cleanup()
 
 
-def bench_wg(lab: Lab, args: argparse.Namespace, ns_a: str, ns_b: str,
-             keys: dict[str, Path], run: Run, tag: str) -> None:
-    ifa, ifb = f"{lab.prefix}wga", f"{lab.prefix}wgb"
-    t0 = time.monotonic()
-    env = ["env", "WG_PROCESS_FOREGROUND=1", "wireguard-go", "-f"]
-    pa = lab.spawn(ns_a, [*env, ifa], f"wg-a-{tag}")
-    pb = lab.spawn(ns_b, [*env, ifb], f"wg-b-{tag}")
-    try:
-        netlab.wait_until(lambda: all((WG_SOCK_DIR / f"{i}.sock").exists() for i in (ifa, ifb)),
-                          timeout=10, interval=0.05, what="wireguard-go control sockets")
-        pub = {k: keys[k].read_text().strip() for k in ("a.pub", "b.pub")}
-        for ns, ifn, me, peer, peer_ep, addr, peer_ip in (
-                (ns_a, ifa, "a", "b", UNDER_B, WG_A, WG_B),
-                (ns_b, ifb, "b", "a", UNDER_A, WG_B, WG_A)):
-            lab.sh(ns, f"wg set {ifn} private-key {keys[me + '.key']} listen-port {WG_PORT} "
-                       f"peer {pub[peer + '.pub']} endpoint {peer_ep}:{WG_PORT} "
-                       f"allowed-ips {peer_ip}/32")
-            lab.sh(ns, f"ip addr add {addr}/24 dev {ifn} && ip link set {ifn} mtu {TUN_MTU} up")
-        wait_overlay(lab, ns_a, WG_B, [pa, pb], [f"wg-a-{tag}", f"wg-b-{tag}"])
-        run.setup_s = round(time.monotonic() - t0, 2)
-        measure(lab, args, ns_a, ns_b, WG_B, ifa, [pa.pid, pb.pid], run, tag)
-    finally:
-        lab.stop(pa)
-        lab.stop(pb)
-        for i in (ifa, ifb):
-            (WG_SOCK_DIR / f"{i}.sock").unlink(missing_ok=True)
+def set_loss(lab: Lab, namespaces: list[str], pct: float) -> None:
+    """Drop ``pct`` % of the UDP datagrams each namespace sends (nftables numgen)."""
+    for ns in namespaces:
+        lab.sh(ns, "nft add table inet benchloss && nft add chain inet benchloss out "
+                   "'{ type filter hook output priority 0; policy accept; }' && "
+                   f"nft add rule inet benchloss out meta l4proto udp numgen random mod 10000 "
+                   f"'<' {round(pct * 100)} drop")
 
 
-# ------------------------------------------------------------------ setup
-def shoal_configs(lab: Lab, ns_a: str, ns_b: str, cipher: str) -> tuple[Path, Path]:
-    nodes = {"alice": (ns_a, SHOAL_A, UNDER_A), "bob": (ns_b, SHOAL_B, UNDER_B)}
-    extra = f'[tunnel]\nciphers = ["{cipher}"]'
-    paths: dict[str, Path] = {}
-    keys: dict[str, str] = {}
-    for name, (ns, vip, _) in nodes.items():
-        paths[name] = fleet.static_node_config(lab, name, vip, SHOAL_PORT, extra,
-                                                 mtu=TUN_MTU)
-        keys[name] = lab.shoal(ns, "key", "public", "-c", str(paths[name])).stdout.strip()
-    for name, other in (("alice", "bob"), ("bob", "alice")):
-        fleet.add_static_peer(paths[name], other, keys[other],
-                              f"{nodes[other][2]}:{SHOAL_PORT}", nodes[other][1])
-    return paths["alice"], paths["bob"]
-
-
-def wg_keys(lab: Lab) -> dict[str, Path]:
-    keys: dict[str, Path] = {}
-    old = os.umask(0o077)
-    try:
-        for n in ("a", "b"):
-            priv = subprocess.run(["wg", "genkey"], capture_output=True, text=True,
-                                  check=True).stdout
-            pub = subprocess.run(["wg", "pubkey"], input=priv, capture_output=True, text=True,
-                                 check=True).stdout
-            keys[f"{n}.key"] = lab.write(f"wg-{n}.key", priv)
-            keys[f"{n}.pub"] = lab.write(f"wg-{n}.pub", pub)
-    finally:
-        os.umask(old)
-    return keys
+def clear_loss(lab: Lab, namespaces: list[str]) -> None:
+    for ns in namespaces:
+        lab.sh(ns, "nft delete table inet benchloss", check=False)
 
 
 def versions() -> dict[str, str]:
     def first_line(argv: list[str]) -> str:
         try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
-            return out.strip().splitlines()[0] if out.strip() else "?"
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10,
+                                 check=False)
+            text = (out.stdout or out.stderr).strip()
+            return text.splitlines()[0] if text else "?"
         except (OSError, subprocess.TimeoutExpired):
             return "?"
     cpu = "?"
@@ -279,6 +234,8 @@ def versions() -> dict[str, str]:
             break
     return {"shoal": first_line([netlab.SHOAL, "--version"]),
             "wireguard-go": first_line(["wireguard-go", "--version"]),
+            "nebula": first_line(["nebula", "-version"]),
+            "openvpn": first_line(["openvpn", "--version"]),
             "iperf3": first_line(["iperf3", "--version"]),
             "python": platform.python_version(),
             "kernel": platform.release(),
@@ -287,7 +244,7 @@ def versions() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ report
-def med(xs: list[float | None]) -> float | None:
+def med(xs: list[Any]) -> float | None:
     v = [x for x in xs if x is not None]
     return round(statistics.median(v), 3) if v else None
 
@@ -305,10 +262,12 @@ def summarize(runs: list[Run], names: list[str]) -> dict[str, Any]:
             "mbps_median": med([r.mbps for r in rs]),
             "ping_avg_ms_median": med([r.ping_avg_ms for r in rs]),
             "vpn_cpu_pct_median": med([r.vpn_cpu_pct for r in rs]),
-            "retransmits_median": med([r.retransmits for r in rs]),  # type: ignore[misc]
+            "cpu_s_per_gbit_median": med([r.cpu_s_per_gbit for r in rs]),
+            "retransmits_median": med([r.retransmits for r in rs]),
             "mbps": [r.mbps for r in rs],
             "ping_avg_ms": [r.ping_avg_ms for r in rs],
             "vpn_cpu_pct": [r.vpn_cpu_pct for r in rs],
+            "cpu_s_per_gbit": [r.cpu_s_per_gbit for r in rs],
         }
     return out
 
@@ -317,33 +276,85 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
 
-def print_table(summary: dict[str, Any], ratios: dict[str, float | None],
-                args: argparse.Namespace, labels: dict[str, str], env: dict[str, str]) -> None:
+def table(summary: dict[str, Any], labels: dict[str, str]) -> list[str]:
     def lst(xs: list[float | None], nd: int) -> str:
         return " ".join(fmt(x, nd) for x in xs)
 
     rows = [("VPN", "Mbit/s (median)", "Mbit/s per run", "ping avg ms (median)",
-             "ping avg ms per run", "VPN CPU % (median)", "VPN CPU % per run", "failed")]
+             "ping avg ms per run", "CPU s/Gbit (median)", "VPN CPU % (median)", "failed")]
     for name, s in summary.items():
         rows.append((labels[name], fmt(s["mbps_median"]), lst(s["mbps"], 1),
                      fmt(s["ping_avg_ms_median"], 3), lst(s["ping_avg_ms"], 3),
-                     fmt(s["vpn_cpu_pct_median"], 0), lst(s["vpn_cpu_pct"], 0),
+                     fmt(s["cpu_s_per_gbit_median"], 2), fmt(s["vpn_cpu_pct_median"], 0),
                      f"{s['failed']}/{s['runs']}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for i, r in enumerate(rows):
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
+
+
+def comparisons(summary: dict[str, Any], loss: dict[str, Any] | None) -> dict[str, Any]:
+    """Shoal against the fastest anchor (throughput) and against wireguard-go (RTT, loss)."""
+    anchors = {k: v for k, v in summary.items() if k != "shoal" and v["mbps_median"]}
+    fastest = max(anchors, key=lambda k: anchors[k]["mbps_median"]) if anchors else None
+    s = summary.get("shoal", {})
+    out: dict[str, Any] = {"fastest_anchor": fastest, "throughput_vs": {}, "cpu_vs": {}}
+    for k, v in summary.items():
+        if k != "shoal":
+            out["throughput_vs"][k] = ratio(s.get("mbps_median"), v["mbps_median"])
+            out["cpu_vs"][k] = ratio(s.get("cpu_s_per_gbit_median"), v["cpu_s_per_gbit_median"])
+    out["throughput_vs_fastest"] = out["throughput_vs"].get(fastest) if fastest else None
+    wg = summary.get("wireguard-go")
+    out["rtt_vs_wireguard_go"] = ratio(s.get("ping_avg_ms_median"),
+                                       wg["ping_avg_ms_median"]) if wg else None
+    if loss and "shoal" in loss and "wireguard-go" in loss:
+        out["loss_throughput_vs_wireguard_go"] = ratio(loss["shoal"]["mbps_median"],
+                                                       loss["wireguard-go"]["mbps_median"])
+        out["loss_retention"] = {
+            k: ratio(loss[k]["mbps_median"], summary[k]["mbps_median"])
+            for k in ("shoal", "wireguard-go") if k in summary}
+    return out
+
+
+def print_report(summary: dict[str, Any], loss: dict[str, Any] | None, cmp: dict[str, Any],
+                 args: argparse.Namespace, labels: dict[str, str], env: dict[str, str]) -> None:
     print()
     print(f"iperf3 TCP, 1 stream, {args.seconds}s a->b; ping {args.ping_count} x "
-          f"{args.ping_interval}s idle; {args.runs} runs each; tunnel MTU {TUN_MTU}, "
-          f"veth MTU {VETH_MTU}")
-    print(f"{env['shoal']}, {env['wireguard-go']}, {env['iperf3']}; {env['cpus']} CPUs; "
-          f"loadavg {env['loadavg_start']} at start, {env['loadavg_end']} at end")
-    print("VPN CPU = both VPN daemons during iperf3, % of one core")
-    for i, r in enumerate(rows):
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+          f"{args.ping_interval}s idle; {args.runs} runs each, alternating; tunnel MTU "
+          f"{TUN_MTU}, veth MTU {VETH_MTU}")
+    print("; ".join(env[k] for k in ("shoal", "wireguard-go", "nebula", "openvpn", "iperf3")))
+    print(f"kernel {env['kernel']}; {env['cpus']} x {env['cpu']}; loadavg "
+          f"{env['loadavg_start']} at start, {env['loadavg_end']} at end")
+    print("CPU s/Gbit = CPU seconds of both VPN daemons per gigabit delivered; "
+          "VPN CPU = both daemons, % of one core")
+    for line in table(summary, labels):
+        print(line)
     print()
-    print(f"Shoal / wireguard-go throughput: {fmt(ratios['throughput'], 3)}   "
-          f"RTT: {fmt(ratios['rtt'], 3)}   VPN CPU: {fmt(ratios['vpn_cpu'], 3)}")
+    fastest = cmp["fastest_anchor"]
+    if "shoal" in summary and fastest:
+        print(f"Shoal / fastest anchor ({labels[fastest]}) throughput: "
+              f"{fmt(cmp['throughput_vs_fastest'], 3)}  (goal: >= 2)")
+        for k, r in cmp["throughput_vs"].items():
+            print(f"  Shoal / {labels[k]}: throughput {fmt(r, 3)}, "
+                  f"CPU per Gbit {fmt(cmp['cpu_vs'][k], 3)}")
+    if cmp.get("rtt_vs_wireguard_go") is not None:
+        print(f"Shoal / wireguard-go idle RTT: {fmt(cmp['rtt_vs_wireguard_go'], 3)}  "
+              "(goal: <= 1)")
+    if loss:
+        print()
+        print(f"With {args.loss}% random loss of the underlay's UDP datagrams, each direction "
+              f"(nftables numgen), {args.loss_runs} runs each:")
+        for line in table(loss, labels):
+            print(line)
+        if cmp.get("loss_throughput_vs_wireguard_go") is not None:
+            ret = cmp["loss_retention"]
+            print(f"Shoal / wireguard-go under loss: "
+                  f"{fmt(cmp['loss_throughput_vs_wireguard_go'], 3)}; throughput kept under "
+                  f"loss: Shoal {fmt(ret.get('shoal'), 3)}, wireguard-go "
+                  f"{fmt(ret.get('wireguard-go'), 3)}")
 
 
 # ------------------------------------------------------------------ main
@@ -352,14 +363,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seconds", type=int, default=10, help="iperf3 duration (default 10)")
     ap.add_argument("--runs", type=int, default=3, help="rounds, each VPN once (default 3)")
     ap.add_argument("--cipher", choices=["chacha20-poly1305", "aes-256-gcm"],
-                    default="chacha20-poly1305", help="Shoal data cipher")
+                    default="aes-256-gcm", help="Shoal data cipher (default aes-256-gcm)")
+    ap.add_argument("--vpns", default=",".join(VPNS),
+                    help=f"comma-separated subset of {','.join(VPNS)} (default: all)")
+    ap.add_argument("--loss", type=float, default=1.0,
+                    help="%% UDP loss for the extra Shoal vs wireguard-go comparison "
+                         "(default 1; 0 skips it)")
+    ap.add_argument("--loss-runs", type=int, default=3, help="rounds under loss (default 3)")
     ap.add_argument("--ping-count", type=int, default=50)
     ap.add_argument("--ping-interval", type=float, default=0.02)
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the lab directory (logs)")
     a = ap.parse_args(argv)
-    if a.runs < 1 or a.seconds < 1 or a.ping_count < 1:
-        ap.error("--runs, --seconds and --ping-count must be at least 1")
+    a.vpns = [v.strip() for v in a.vpns.split(",") if v.strip()]
+    unknown = [v for v in a.vpns if v not in VPNS]
+    if unknown:
+        ap.error(f"unknown VPN(s) {', '.join(unknown)}; choose from {', '.join(VPNS)}")
+    if a.runs < 1 or a.seconds < 1 or a.ping_count < 1 or a.loss_runs < 1:
+        ap.error("--runs, --loss-runs, --seconds and --ping-count must be at least 1")
+    if not 0 <= a.loss < 100:
+        ap.error("--loss must be a percentage below 100")
     return a
 
 
@@ -367,12 +390,43 @@ def _terminate(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def rounds(lab: Lab, args: argparse.Namespace, chosen: dict[str, Anchor], ns_a: str, ns_b: str,
+           n: int, phase: str) -> list[Run]:
+    """``n`` rounds of every chosen VPN; the order rotates each round."""
+    names = list(chosen)
+    runs = []
+    for rnd in range(n):
+        k = rnd % len(names)
+        order = names[k:] + names[:k]
+        if rnd % 2:
+            order = order[::-1]
+        for name in order:
+            run = Run(name, rnd + 1)
+            tag = f"{phase}{name}-{rnd + 1}"
+            log(f"{phase or 'main '}round {rnd + 1}/{n}: {name}")
+            try:
+                bench_vpn(lab, args, chosen[name], ns_a, ns_b, run, tag)
+                run.ok = True
+                log(f"  {run.mbps} Mbit/s, retr {run.retransmits}, ping avg "
+                    f"{run.ping_avg_ms} ms (loss {run.ping_loss_pct}%), VPN CPU "
+                    f"{run.vpn_cpu_pct}%, {run.cpu_s_per_gbit} CPU s/Gbit, up in {run.setup_s}s")
+            except (Failed, TimeoutError, RuntimeError, subprocess.CalledProcessError) as e:
+                run.error = str(e)
+                log(f"  FAILED: {e}")
+            runs.append(run)
+            time.sleep(1)
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.keep:
         os.environ["SHOAL_KEEP_LAB"] = "1"  # Lab.close keeps its directory (logs)
+    all_anchors = vpn_anchors.anchors(args.cipher)
+    chosen = {k: all_anchors[k] for k in args.vpns}
     why = netlab.can_run()
-    missing = [t for t in ("iperf3", "wireguard-go", "wg", "ping", "ss") if not shutil.which(t)]
+    need = {"iperf3", "ping", "ss", "nft"} | {t for a in chosen.values() for t in a.tools}
+    missing = sorted(t for t in need if not shutil.which(t))
     if why or missing:
         print(f"cannot run: {why or 'missing ' + ', '.join(missing)}", file=sys.stderr)
         return 2
@@ -380,9 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
 
-    names = ["shoal", "wireguard-go"]
-    labels = {"shoal": f"shoal ({args.cipher})", "wireguard-go": "wireguard-go (chacha20)"}
+    labels = {k: a.label for k, a in chosen.items()}
     runs: list[Run] = []
+    loss_runs: list[Run] = []
     info = versions()
     load0 = Path("/proc/loadavg").read_text().split()[:3]
     ok = False
@@ -391,63 +445,54 @@ def main(argv: list[str] | None = None) -> int:
         with lab:
             ns_a, ns_b = lab.ns("a"), lab.ns("b")
             lab.link(ns_a, f"{UNDER_A}/24", ns_b, f"{UNDER_B}/24", mtu=VETH_MTU)
-            if not overlay_ping_ok(lab, ns_a, UNDER_B):
+            try:
+                netlab.wait_until(lambda: overlay_ping_ok(lab, ns_a, UNDER_B), 10,
+                                  what="underlay ping")
+            except TimeoutError:
                 print("underlay ping failed", file=sys.stderr)
                 return 2
-            cfgs = shoal_configs(lab, ns_a, ns_b, args.cipher)
-            keys = wg_keys(lab)
+            for a in chosen.values():
+                a.prepare(lab, ns_a, ns_b)
             log(f"lab {lab.prefix}, files in {lab.dir}")
-            for rnd in range(args.runs):
-                order = names if rnd % 2 == 0 else names[::-1]
-                for name in order:
-                    run = Run(name, rnd + 1)
-                    tag = f"{name}-{rnd + 1}"
-                    log(f"round {rnd + 1}/{args.runs}: {name}")
-                    try:
-                        if name == "shoal":
-                            bench_shoal(lab, args, ns_a, ns_b, cfgs, run, tag)
-                        else:
-                            bench_wg(lab, args, ns_a, ns_b, keys, run, tag)
-                        run.ok = True
-                        log(f"  {run.mbps} Mbit/s, retr {run.retransmits}, ping avg "
-                            f"{run.ping_avg_ms} ms (loss {run.ping_loss_pct}%), VPN CPU "
-                            f"{run.vpn_cpu_pct}%, up in {run.setup_s}s")
-                    except (Failed, TimeoutError, RuntimeError) as e:
-                        run.error = str(e)
-                        log(f"  FAILED: {e}")
-                    runs.append(run)
-                    time.sleep(1)
-        ok = all(r.ok for r in runs)
+            runs = rounds(lab, args, chosen, ns_a, ns_b, args.runs, "")
+            lossy = {k: chosen[k] for k in ("shoal", "wireguard-go") if k in chosen}
+            if args.loss > 0 and len(lossy) == 2:
+                set_loss(lab, [ns_a, ns_b], args.loss)
+                try:
+                    loss_runs = rounds(lab, args, lossy, ns_a, ns_b, args.loss_runs, "loss-")
+                finally:
+                    clear_loss(lab, [ns_a, ns_b])
+        ok = all(r.ok for r in runs + loss_runs)
     except KeyboardInterrupt:
         log("interrupted; lab torn down")
         return 130
     finally:
-        for i in ("wga", "wgb"):  # normally removed in bench_wg already
+        for i in ("wga", "wgb"):  # normally removed after each wireguard-go run already
             (WG_SOCK_DIR / f"{lab.prefix}{i}.sock").unlink(missing_ok=True)
         if ok and not args.keep:
             shutil.rmtree(lab.dir, ignore_errors=True)
         elif lab.dir.exists():
             log(f"logs kept in {lab.dir}")
 
-    summary = summarize(runs, names)
-    s, w = summary["shoal"], summary["wireguard-go"]
-    ratios = {"throughput": ratio(s["mbps_median"], w["mbps_median"]),
-              "rtt": ratio(s["ping_avg_ms_median"], w["ping_avg_ms_median"]),
-              "vpn_cpu": ratio(s["vpn_cpu_pct_median"], w["vpn_cpu_pct_median"])}
+    summary = summarize(runs, list(chosen))
+    loss = summarize(loss_runs, ["shoal", "wireguard-go"]) if loss_runs else None
+    cmp = comparisons(summary, loss)
     env = {**info, "loadavg_start": " ".join(load0),
            "loadavg_end": " ".join(Path("/proc/loadavg").read_text().split()[:3])}
-    print_table(summary, ratios, args, labels, env)
-    for r in runs:
+    print_report(summary, loss, cmp, args, labels, env)
+    for r in runs + loss_runs:
         if not r.ok:
             print(f"FAILED {r.vpn} round {r.round}: {r.error}")
     if args.json:
         doc = {"benchmark": "throughput", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "params": {"seconds": args.seconds, "runs": args.runs, "cipher": args.cipher,
-                          "ping_count": args.ping_count, "ping_interval": args.ping_interval,
-                          "tun_mtu": TUN_MTU, "veth_mtu": VETH_MTU},
-               "environment": env,
-               "summary": summary, "ratios_shoal_over_wireguard_go": ratios,
-               "runs": [asdict(r) for r in runs]}
+                          "vpns": args.vpns, "loss_pct": args.loss,
+                          "loss_runs": args.loss_runs, "ping_count": args.ping_count,
+                          "ping_interval": args.ping_interval, "tun_mtu": TUN_MTU,
+                          "veth_mtu": VETH_MTU},
+               "environment": env, "summary": summary, "loss_summary": loss,
+               "comparisons": cmp, "runs": [asdict(r) for r in runs],
+               "loss_runs": [asdict(r) for r in loss_runs]}
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
         log(f"results written to {args.json}")
     return 0 if ok else 1

@@ -1,5 +1,4 @@
 import pytest
-
 from shoal.config import load_node_config, load_server_config, plugin_settings
 from shoal.errors import ConfigError
 from shoal.identity import StaticKeypair
@@ -112,3 +111,14 @@ def test_server_addresses_errors_name_the_key(tmp_path, table, needle):
     with pytest.raises(ConfigError) as e:
         _server_cfg(tmp_path, table)
     assert needle in str(e.value) and "server" in str(e.value)
+
+
+def test_default_cipher_order_follows_the_cpu() -> None:
+    from shoal.config import preferred_ciphers
+    x86 = "processor\t: 0\nflags\t\t: fpu sse2 aes pclmulqdq avx\n"
+    arm = "processor\t: 0\nFeatures\t: fp asimd aes pmull sha2\n"
+    plain = "processor\t: 0\nflags\t\t: fpu sse2 avx\n"
+    assert preferred_ciphers(x86)[0] == "aes-256-gcm"
+    assert preferred_ciphers(arm)[0] == "aes-256-gcm"
+    assert preferred_ciphers(plain) == ["chacha20-poly1305", "aes-256-gcm"]
+    assert preferred_ciphers("") == ["chacha20-poly1305", "aes-256-gcm"]

@@ -182,3 +182,16 @@ def test_random_bytes_never_crash() -> None:
             p[9] = 6
         c.add(bytes(p))
     assert len(c.flush()) >= 1
+
+
+def test_tcp_and_udp_of_the_same_addresses_and_ports_stay_apart() -> None:
+    t = segments(A4, B4, 2)
+    u = [udp(A4, B4, os.urandom(1368), ident=0x50 + i) for i in range(2)]
+    out = run([t[0], u[0], t[1], u[1]], udp_ok=True)
+    assert [resegment(o) for o in out] == [t, u]
+
+
+def test_window_change_ends_a_group_like_kernel_gro() -> None:
+    a = segments(A4, B4, 2)
+    b = tcp(A4, B4, 1000 + 2 * 1368, os.urandom(1368), options=TS, window=9999, ident=0x102)
+    assert [resegment(o) for o in run(a + [b])] == [a, [b]]

@@ -23,6 +23,12 @@ def test_a_shorter_datagram_closes_the_batch_and_a_longer_one_starts_a_new() -> 
     assert batches([a, a, b, a, c, c]) == [([a, a, b], 1000), ([a], 0), ([c, c], 1200)]
 
 
+def test_a_shorter_datagram_in_the_middle_is_never_inside_a_batch() -> None:
+    a, b = d(1000), d(500)
+    assert batches([a, b, a]) == [([a, b], 1000), ([a], 0)]
+    assert batches([a, a, d(1200)]) == [([a, a], 1000), ([d(1200)], 0)]
+
+
 def test_single_datagrams_go_plain() -> None:
     assert batches([d(80)]) == [([d(80)], 0)]
     assert batches([]) == []

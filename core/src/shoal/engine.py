@@ -37,11 +37,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 
 from shoal import handshake, wire
 from shoal.cookie import CookieChecker, Verdict
+from shoal.engine_offload import BatchedInterface
 from shoal.frames import FrameHandler
 from shoal.handshake import HandshakeError
 from shoal.identity import StaticKeypair
@@ -95,7 +97,8 @@ class Engine:
     def __init__(self, local: StaticKeypair, tun_fd: int, transport: Transport,
                  ciphers: tuple[int, ...] = (wire.CIPHER_CHACHA20_POLY1305,),
                  timers: Timers | None = None, clock: Callable[[], float] = time.monotonic,
-                 eager: bool = True, mode: str = "tun") -> None:
+                 eager: bool = True, mode: str = "tun", vnet_hdr: bool = False,
+                 tun_uso: bool = False) -> None:
         self.local = local
         self.tun_fd = tun_fd
         self.transport = transport
@@ -117,6 +120,11 @@ class Engine:
         self.path_policy: PathPolicy = always_roam
         self.on_peer_up: Callable[[Peer], None] = lambda p: None
         self.guard = CookieChecker(local.public, clock)
+        # A TUN with a virtio-net header (offloads) is read and written in batches.
+        self.batched = BatchedInterface(self, tun_uso) if vnet_hdr and mode == "tun" else None
+        # Single datagrams go to the TUN at once; batches (on_datagrams) are coalesced.
+        self.deliver: Callable[[bytes], None] = (
+            self.batched.write_plain if self.batched is not None else self._write_tun)
         self._backlog: deque[tuple[wire.HandshakeInit, Endpoint, Transport]] = deque()
         self._draining = False
         self._last_ts = 0
@@ -178,12 +186,16 @@ class Engine:
         """Bind the transport and start reading; ``autotick=False`` leaves timers to the caller."""
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self.transport.bind_batches(self.on_datagrams, self.on_burst_end)
         await self.transport.start(loop, self.on_datagram)
         # The transport may rebind its send at start: refresh what peers hold.
         for p in self.peers.values():
             if p.path is not None and p.path.transport is self.transport:
                 p.set_path(p.path, "transport started")
-        loop.add_reader(self.tun_fd, self.on_interface_readable)
+        if self.batched is not None:
+            loop.add_reader(self.tun_fd, self.batched.on_interface_readable)
+        else:
+            loop.add_reader(self.tun_fd, self.on_interface_readable)
         if autotick:
             self._tick_task = loop.create_task(self._tick_loop())
 
@@ -280,6 +292,12 @@ class Engine:
             st.tx_packets += 1
             st.tx_bytes += n
 
+    def _write_tun(self, pkt: bytes) -> None:
+        try:
+            os.write(self.tun_fd, pkt)
+        except OSError:
+            pass
+
     def _unrouted(self, pkt: bytes) -> None:
         if self.prefix_routes and pkt[0] >> 4 == 4:
             gw = self.prefix_routes.lookup(pkt[16:20])
@@ -352,12 +370,80 @@ class Engine:
                 self.drops.spoofed_source += 1
                 return
             st.rx_bytes += len(pt)
-            try:
-                os.write(self.tun_fd, pt)
-            except OSError:
-                pass
+            self.deliver(pt)
             return
         self._control_datagram(data, addr, via)
+
+    def on_datagrams(self, batch: list[Any], addr: Endpoint,
+                     via: Transport | None = None) -> None:
+        """Several datagrams from one sender (one UDP GRO read): ``on_datagram`` for each,
+        with the lookups hoisted out of the loop.
+
+        Items may be memoryviews of the transport's receive buffer: data packets are
+        decrypted straight from it; anything else is copied before it is handled.
+        A transport that delivers batches calls ``on_burst_end`` after each one, so
+        packets for the TUN are only collected here (and merged per flow).
+        """
+        sessions = self.table.sessions
+        deliver = self.batched.rx.add if self.batched is not None else self.deliver
+        drops = self.drops
+        l2 = self.l2
+        transport = via or self.transport
+        prefix = wire.DATA_PREFIX
+        last_idx: Any = None
+        s: Any = None
+        peer: Any = None
+        fresh = False
+        for data in batch:
+            if len(data) < 32 or data[:4] != prefix:
+                self._control_datagram(bytes(data), addr, via)
+                last_idx = None  # a handshake may have rotated sessions
+                continue
+            idx = data[4:8]
+            if idx != last_idx:
+                s = sessions.get(int.from_bytes(idx, "little"))
+                if s is None:
+                    drops.unknown_index += 1
+                    last_idx = None
+                    continue
+                last_idx = idx
+                fresh = True
+            ctr = data[8:16]
+            try:
+                pt = s.decrypt(ZERO4 + ctr, data[16:], data[:16])
+            except InvalidTag:
+                drops.auth += 1
+                continue
+            if not s.replay.check(int.from_bytes(ctr, "little")):
+                drops.replay += 1
+                continue
+            if fresh:  # first authentic packet of this session in the batch
+                fresh = False
+                peer = s.peer
+                peer.last_rx = s
+                if not s.confirmed:
+                    self._confirm(peer)
+                if addr != peer.endpoint or transport is not peer.via:
+                    self._roam(peer, addr, transport)
+                st = peer.stats
+                vip = peer.vip_packed
+            st.rx_packets += 1
+            if not pt:
+                continue  # keepalive
+            if l2:
+                if pt[6:12] != peer.mac:
+                    drops.spoofed_source += 1
+                    continue
+            elif (pt[12:16] != vip or pt[0] >> 4 != 4) and not self._other_source_ok(peer, pt):
+                drops.spoofed_source += 1
+                continue
+            st.rx_bytes += len(pt)
+            deliver(pt)
+
+    def on_burst_end(self) -> None:
+        """A transport finished handing over a batch: write what was collected for the TUN."""
+        if self.batched is not None:
+            self.batched.flush()
 
     @staticmethod
     def _other_source_ok(peer: Peer, pt: bytes) -> bool:
@@ -504,6 +590,17 @@ class Engine:
         else:  # confirm the session to the responder right away
             self._send(peer.send, s.seal(b""), peer.endpoint)
         self.on_peer_up(peer)
+
+    def offload_status(self, tun: Any) -> dict[str, Any]:
+        """Which offloads are active, for ``status --json`` (node.offloads)."""
+        b = self.batched
+        return {
+            "tun": list(tun.offloads) if b is not None and tun is not None else [],
+            "transport": self.transport.offloads(),
+            "super_packets_in": b.super_packets_in if b else 0,
+            "super_packets_out": b.super_packets_out if b else 0,
+            "coalesced": b.rx.coalesced if b else 0,
+        }
 
     def drop_counts(self) -> dict[str, int]:
         return asdict(self.drops)

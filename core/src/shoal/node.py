@@ -56,7 +56,7 @@ PATH_ROUND = 0.25
 
 def linux_tun(cfg: NodeConfig, mac: bytes | None = None) -> TunDevice:
     return LinuxTun(cfg.interface.name, cfg.interface.address, cfg.interface.mtu,
-                    cfg.interface.mode, mac)
+                    cfg.interface.mode, mac, offload=cfg.interface.offload)
 
 
 def load_keypair(cfg: NodeConfig, pm: pluggy.PluginManager, create: bool = True) -> StaticKeypair:
@@ -189,7 +189,8 @@ class Node:
             transport = self._create_plugins()
             self.tun = self.tun_factory(cfg, mac_for_key(self.keypair.public))
             self.engine = Engine(self.keypair, self.tun.fileno(), transport, ciphers, timers,
-                                 mode=cfg.interface.mode)
+                                 mode=cfg.interface.mode, vnet_hdr=self.tun.vnet_hdr,
+                                 tun_uso="uso4" in self.tun.offloads)
             self.engine.on_peer_up = self._peer_up
             self.paths = PathControl(self.engine.peers, self.transports, self.engine.kick,
                                      self.engine.clock, self.keypair)

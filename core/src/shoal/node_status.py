@@ -85,6 +85,7 @@ def render_status(node: Node) -> dict[str, Any]:
             "virtual_ip6": ipv6_for(node.virtual_ip) if node.virtual_ip else None,
             "listen": eng.transport.local_endpoints(),
             "drops": eng.drop_counts(),
+            "offloads": eng.offload_status(node.tun),
             "transports": [{"plugin": node.plugin_of(t), "name": t.name,
                             "kind": t.kind.value, "delivery": t.delivery.value,
                             "readiness": t.readiness.value, **t.describe()}

@@ -69,6 +69,10 @@ def _no_path(data: bytes, endpoint: Endpoint) -> None:
     raise OSError("no path to this peer yet")
 
 
+def _no_path_many(datagrams: list[bytes], endpoint: Endpoint) -> None:
+    raise OSError("no path to this peer yet")
+
+
 class PeerState(Enum):
     IDLE = "idle"              # no session, not trying (no endpoint known)
     HANDSHAKING = "handshaking"
@@ -122,6 +126,7 @@ class Peer:
         self.via: Transport | None = None          # == path.transport
         self.endpoint: Endpoint | None = None      # == path.endpoint
         self.send: Callable[[bytes, Endpoint], None] = _no_path  # == path.transport.send
+        self.send_many: Callable[[list[bytes], Endpoint], None] = _no_path_many  # .send_many
         if path is not None:
             self.set_path(path, "configured")
         #: paths to try a handshake on while no tunnel is up (announced candidates)
@@ -163,13 +168,16 @@ class Peer:
         if new == old:
             if new is not None:
                 self.send = new.transport.send  # a transport may rebind send when it starts
+                self.send_many = new.transport.send_many
             return False
         log.info("peer %s: path %s -> %s (%s)", self.name, path_text(old), path_text(new), reason)
         self.path = new
         if new is None:
             self.via, self.endpoint, self.send = None, None, _no_path
+            self.send_many = _no_path_many
         else:
             self.via, self.endpoint, self.send = new.transport, new.endpoint, new.transport.send
+            self.send_many = new.transport.send_many
         return True
 
     @property

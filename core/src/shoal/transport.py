@@ -48,10 +48,14 @@ from shoal.errors import PluginError
 log = logging.getLogger(__name__)
 
 #: (major, minor) of the transport and plugin contract (this module and shoal.plugin_api).
-CONTRACT_VERSION: tuple[int, int] = (1, 1)   # 1.1: NodePlugin.control_dialer
+#: 1.1: NodePlugin.control_dialer; 1.2: Transport.send_many, bind_batches, offloads
+CONTRACT_VERSION: tuple[int, int] = (1, 2)
 
 Endpoint = Any  # a transport's own hashable address value, e.g. ("198.51.100.2", 41641)
 Receive = Callable[[bytes, Endpoint], None]
+#: receive_many(datagrams, endpoint): several datagrams of one sender, in order; items
+#: may be memoryviews valid only during the call
+ReceiveMany = Callable[[list[Any], Endpoint], None]
 
 
 def require_contract(needed: tuple[int, int], plugin: str) -> None:
@@ -155,6 +159,29 @@ class Transport(ABC):
         public key); None while that is not possible. Direct transports: None."""
         return None
 
+    # ------------------------------------------------------------ batching (contract 1.2)
+    def send_many(self, datagrams: list[bytes], endpoint: Endpoint) -> None:
+        """Send several sealed datagrams to one endpoint, in order (a cut super-packet).
+
+        The datagrams on the wire must be exactly those ``send`` would send, one
+        sealed packet each. Default: ``send`` each. A transport that can batch
+        (UDP GSO) overrides it. Raises ``OSError`` like ``send``.
+        """
+        send = self.send
+        for d in datagrams:
+            send(d, endpoint)
+
+    def bind_batches(self, receive_many: ReceiveMany, burst_end: Callable[[], None]) -> bool:
+        """Offered by the core before ``start``. A transport that accepts (returns True)
+        may hand several datagrams of one sender over at once with ``receive_many``
+        (e.g. one UDP GRO read), and then must call ``burst_end()`` (the core writes
+        what it collected). Single datagrams still go to ``receive``. Default: False."""
+        return False
+
+    def offloads(self) -> list[str]:
+        """Offloads active on this transport (e.g. ``udp_gso``, ``udp_gro``), for status."""
+        return []
+
     def describe(self) -> dict[str, Any]:
         """Figures for ``status --json`` (``node.transports``) and ``shoal netcheck``."""
         return {}
@@ -190,5 +217,5 @@ def endpoint_text(ep: Endpoint | None) -> str | None:
 
 __all__ = [
     "CONTRACT_VERSION", "Delivery", "Endpoint", "PathKind", "Readiness",
-    "ReadinessListener", "Receive", "Transport", "endpoint_text", "require_contract",
+    "ReadinessListener", "Receive", "ReceiveMany", "Transport", "endpoint_text", "require_contract",
 ]

@@ -10,7 +10,7 @@ a packet its own GRO built. The rules are the kernel's GRO rules
 * same flow (addresses, ports), same IP header fields that GRO compares
   (IPv4 TOS, DF, TTL; IPv6 traffic class, flow label, hop limit), no IPv4
   options, no fragments, no IPv6 extension headers;
-* TCP: same ACK number, same header length and identical options, flags
+* TCP: same ACK number, same header length, window and options, flags
   exactly ACK or ACK|PSH, next sequence number exactly where the group ends,
   payload not larger than the first one's, nothing after a shorter segment or
   a PSH; anything else of the flow (SYN, FIN, RST, pure ACK) ends its group so
@@ -46,9 +46,14 @@ class _Group:
         "hl",
         "ihl",
         "last",
+        "len_shift",
+        "mask",
+        "masked",
         "next_seq",
         "parts",
         "psh",
+        "psh_shift",
+        "seq_shift",
         "sig",
         "size",
         "total",
@@ -69,6 +74,38 @@ class _Group:
         self.parts: list[bytes] = []
         self.psh = psh
         self.udp = udp
+        self.mask = 0
+        self.masked = -1
+        self.seq_shift = self.psh_shift = self.len_shift = 0
+
+    def template(self) -> None:
+        """The fast-path check for a TCP group: the header as one integer, with the
+        fields a next segment may change (IP length, ID and checksum, sequence number,
+        PSH, TCP checksum) masked out; everything else must be equal."""
+        ihl, hl = self.ihl, self.hl
+        bits = hl * 8
+        mask = (1 << bits) - 1
+
+        def at(a: int, b: int) -> int:   # shift of header bytes [a, b)
+            return (hl - b) * 8
+
+        def clear(a: int, b: int) -> None:
+            nonlocal mask
+            mask &= ~(((1 << ((b - a) * 8)) - 1) << at(a, b))
+        if ihl == 40:
+            clear(4, 6)
+            self.len_shift = at(4, 6)
+        else:
+            clear(2, 6)
+            clear(10, 12)
+            self.len_shift = at(2, 4)
+        clear(ihl + 4, ihl + 8)
+        clear(ihl + 16, ihl + 18)
+        self.psh_shift = at(ihl + 13, ihl + 14) + 3
+        mask &= ~(1 << self.psh_shift)
+        self.seq_shift = at(ihl + 4, ihl + 8)
+        self.mask = mask
+        self.masked = int.from_bytes(self.first[:hl], "big") & mask
 
 
 class Coalescer:
@@ -77,61 +114,87 @@ class Coalescer:
     ``udp`` enables UDP coalescing (only when the TUN accepted USO).
     """
 
-    __slots__ = ("_flows", "_out", "coalesced", "udp")
+    __slots__ = ("_flows", "_last", "_out", "_uflows", "coalesced", "udp")
 
     def __init__(self, udp: bool = False) -> None:
         self.udp = udp
         self._out: list[bytes | _Group] = []
-        self._flows: dict[bytes, _Group] = {}
+        self._flows: dict[bytes, _Group] = {}    # TCP
+        self._uflows: dict[bytes, _Group] = {}   # UDP
+        self._last: _Group | None = None         # TCP group that took the last packet
         self.coalesced = 0  # packets merged into another one's super-packet (a counter)
 
     def __len__(self) -> int:
         return len(self._out)
 
     def add(self, pkt: bytes) -> None:
+        g = self._last
+        if g is not None:
+            # Fast path: the next segment of the flow that took the last packet.
+            hl = g.hl
+            n = len(pkt)
+            if n > hl:
+                h = int.from_bytes(pkt[:hl], "big")
+                if h & g.mask == g.masked and (h >> g.seq_shift) & 0xFFFFFFFF == g.next_seq:
+                    plen = n - hl
+                    if (h >> g.len_shift) & 0xFFFF == (n if g.ihl == 20 else n - 40) \
+                            and plen <= g.size and g.last == g.size and not g.psh \
+                            and g.total + plen <= MAX_BYTES - hl:
+                        g.parts.append(pkt[hl:])
+                        g.next_seq = (g.next_seq + plen) & 0xFFFFFFFF
+                        g.last = plen
+                        g.total += plen
+                        if (h >> g.psh_shift) & 1:
+                            g.psh = True
+                        self.coalesced += 1
+                        return
+        self._add(pkt)
+
+    def _add(self, pkt: bytes) -> None:
         n = len(pkt)
         b0 = pkt[0] if n else 0
         if b0 == 0x45 and n >= 28:
+            # IPv4 without options; no fragments; total length as received
             if pkt[6] & 0x3F or pkt[7] or (pkt[2] << 8 | pkt[3]) != n:
                 self._out.append(pkt)
                 return
-            proto, ihl, key_end = pkt[9], 20, 24
+            if pkt[9] != 6:
+                self._other(pkt, n, 20, pkt[9])
+                return
+            ihl, key = 20, pkt[12:24]
             sig = pkt[1] | pkt[6] << 8 | pkt[8] << 16
         elif b0 >> 4 == 6 and n >= 48:
             if (pkt[4] << 8 | pkt[5]) != n - 40:
                 self._out.append(pkt)
                 return
-            proto, ihl, key_end = pkt[6], 40, 44
+            if pkt[6] != 6:
+                self._other(pkt, n, 40, pkt[6])
+                return
+            ihl, key = 40, pkt[8:44]
             sig = int.from_bytes(pkt[0:4], "big") | pkt[7] << 32
         else:
             self._out.append(pkt)
             return
-        if proto == 6:
-            self._tcp(pkt, n, ihl, key_end, sig)
-        elif proto == 17 and self.udp:
-            self._udp(pkt, n, ihl, key_end, sig)
-        else:
-            self._out.append(pkt)
-
-    def _tcp(self, pkt: bytes, n: int, ihl: int, key_end: int, sig: int) -> None:
         if n < ihl + 20:
             self._out.append(pkt)
             return
-        thl = (pkt[ihl + 12] >> 4) * 4
-        hl = ihl + thl
-        key = pkt[key_end - (36 if ihl == 40 else 12):key_end]
+        # TCP: the word at offset 12 (data offset, flags, window) must match the group's
+        # except PSH, like the kernel's tcp_gro_receive; flags exactly ACK or ACK|PSH
         flags = pkt[ihl + 13]
+        hl = ihl + (pkt[ihl + 12] >> 4) * 4
         plen = n - hl
-        if thl < 20 or plen <= 0 or flags & ~TCP_PSH != TCP_ACK:
-            self._flows.pop(key, None)
+        if plen <= 0 or flags & ~TCP_PSH != TCP_ACK or hl < ihl + 20:
+            if self._flows.pop(key, None) is self._last:
+                self._last = None
             self._out.append(pkt)
             return
         seq = int.from_bytes(pkt[ihl + 4:ihl + 8], "big")
         g = self._flows.get(key)
-        if g is not None and g.next_seq == seq and g.hl == hl and g.sig == sig \
-                and not g.psh and g.last == g.size and plen <= g.size \
+        if g is not None and g.next_seq == seq and g.sig == sig and g.last == g.size \
+                and plen <= g.size and not g.psh and g.hl == hl \
                 and g.total + plen <= MAX_BYTES - hl and g.ack == pkt[ihl + 8:ihl + 12] \
-                and (thl == 20 or pkt[ihl + 20:hl] == g.first[ihl + 20:hl]):
+                and pkt[ihl + 14:ihl + 16] == g.first[ihl + 14:ihl + 16] \
+                and (hl == ihl + 20 or pkt[ihl + 20:hl] == g.first[ihl + 20:hl]):
             g.parts.append(pkt[hl:])
             g.next_seq = (seq + plen) & 0xFFFFFFFF
             g.last = plen
@@ -139,21 +202,33 @@ class Coalescer:
             if flags & TCP_PSH:
                 g.psh = True
             self.coalesced += 1
+            self._last = g
             return
         g = _Group(pkt, ihl, hl, sig, pkt[ihl + 8:ihl + 12], (seq + plen) & 0xFFFFFFFF, plen,
                    bool(flags & TCP_PSH), False)
+        g.template()
         self._flows[key] = g
+        self._last = g
         self._out.append(g)
+
+    def _other(self, pkt: bytes, n: int, ihl: int, proto: int) -> None:
+        if proto == 17 and self.udp:
+            if ihl == 20:
+                self._udp(pkt, n, 20, 24, pkt[1] | pkt[6] << 8 | pkt[8] << 16)
+            else:
+                self._udp(pkt, n, 40, 44, int.from_bytes(pkt[0:4], "big") | pkt[7] << 32)
+        else:
+            self._out.append(pkt)
 
     def _udp(self, pkt: bytes, n: int, ihl: int, key_end: int, sig: int) -> None:
         hl = ihl + 8
         plen = n - hl
         key = pkt[key_end - (36 if ihl == 40 else 12):key_end]
         if plen <= 0 or (pkt[ihl + 4] << 8 | pkt[ihl + 5]) != n - ihl:
-            self._flows.pop(key, None)
+            self._uflows.pop(key, None)
             self._out.append(pkt)
             return
-        g = self._flows.get(key)
+        g = self._uflows.get(key)
         if g is not None and g.sig == sig and g.last == g.size and plen <= g.size \
                 and g.total + plen <= MAX_BYTES - hl and len(g.parts) + 1 < MAX_UDP_SEGMENTS:
             g.parts.append(pkt[hl:])
@@ -162,7 +237,7 @@ class Coalescer:
             self.coalesced += 1
             return
         g = _Group(pkt, ihl, hl, sig, b"", 0, plen, False, True)
-        self._flows[key] = g
+        self._uflows[key] = g
         self._out.append(g)
 
     def flush(self) -> list[bytes]:
@@ -177,6 +252,8 @@ class Coalescer:
                 out.append(_super_packet(item))
         self._out.clear()
         self._flows.clear()
+        self._uflows.clear()
+        self._last = None
         return out
 
 

@@ -27,6 +27,7 @@ Rules it obeys:
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Any
 
@@ -50,7 +51,6 @@ TCP_CWR = 0x80
 
 _V4_20 = struct.Struct("!2sHH4sH8s")     # ver/ihl+tos, total, id, frag+ttl+proto, csum, addrs
 _V6 = struct.Struct("!4sH34s")           # ver/tc/flow, payload length, rest
-_TCP_FIXED = struct.Struct("!4sI4sBB2sH2s")  # ports, seq, ack, offset, flags, window, csum, urg
 _UDP = struct.Struct("!4sHH")            # ports, length, checksum
 _U16 = struct.Struct("!H")
 
@@ -157,7 +157,6 @@ def split_tcp(pkt: Any, mss: int, v6: bool) -> list[bytes]:
         raise BadSuperPacket(f"super-packet of {count} segments")
     if count == 0:  # no payload: one segment, checksum completed below
         count, full, rem = 1, 0, 0
-    ip_header, _ = _ip_header_fn(pkt, ihl, v6)
     t = ihl
     ports, ack, off = bytes(pkt[t:t + 4]), bytes(pkt[t + 8:t + 12]), pkt[t + 12]
     win, urg, opts = bytes(pkt[t + 14:t + 16]), bytes(pkt[t + 18:t + 20]), bytes(pkt[t + 20:hl])
@@ -172,23 +171,52 @@ def split_tcp(pkt: Any, mss: int, v6: bool) -> list[bytes]:
     sums = _payload_sums(pkt, hl, mss, full, rem) if plen else [0]
     mid_flags = flags0 & ~(TCP_FIN | TCP_PSH | TCP_CWR)
     last = count - 1
-    fin = ck.finish
-    tcp_pack = _TCP_FIXED.pack
+    pack = _header_struct(ihl, thl, v6).pack
     out = []
     at = hl
+    # One pack per segment builds the whole IP + TCP header; checksums are folded
+    # inline (a sum over a pseudo-header is never 0, so fold(x) = x % 0xFFFF or 0xFFFF).
+    if v6:
+        head, rest = bytes(pkt[0:4]), bytes(pkt[6:40])
+        for i in range(count):
+            end = at + mss if i < last else n
+            seq = (seq0 + i * mss) & 0xFFFFFFFF
+            flags = mid_flags if i < last else flags0 & ~TCP_CWR
+            if i == 0:
+                flags |= flags0 & TCP_CWR
+            tcp_len = thl + end - at
+            c = 0xFFFF - ((base + tcp_len + (seq >> 16) + (seq & 0xFFFF) + flags + sums[i])
+                          % 0xFFFF or 0xFFFF)
+            out.append(pack(head, tcp_len, rest, ports, seq, ack, off, flags, win, c, urg, opts)
+                       + pkt[at:end])
+            at = end
+        return out
+    a, mid, tail = bytes(pkt[0:2]), bytes(pkt[6:10]), bytes(pkt[12:ihl])
+    id0 = int.from_bytes(pkt[4:6], "big")
+    ip_base = ck.sum16(a) + ck.sum16(mid) + ck.sum16(tail)
     for i in range(count):
-        end = min(at + mss, n)
+        end = at + mss if i < last else n
         seq = (seq0 + i * mss) & 0xFFFFFFFF
-        if i == last:
-            flags = flags0 if i == 0 else flags0 & ~TCP_CWR
-        else:
-            flags = mid_flags | (flags0 & TCP_CWR if i == 0 else 0)
+        flags = mid_flags if i < last else flags0 & ~TCP_CWR
+        if i == 0:
+            flags |= flags0 & TCP_CWR
         tcp_len = thl + end - at
-        c = fin(base + tcp_len + (seq >> 16) + (seq & 0xFFFF) + flags + sums[i])
-        out.append(ip_header(tcp_len, i) + tcp_pack(ports, seq, ack, off, flags, win, c, urg)
-                   + opts + pkt[at:end])
+        tot = tcp_len + ihl
+        ident = (id0 + i) & 0xFFFF
+        ipc = 0xFFFF - ((ip_base + tot + ident) % 0xFFFF or 0xFFFF)
+        c = 0xFFFF - ((base + tcp_len + (seq >> 16) + (seq & 0xFFFF) + flags + sums[i])
+                      % 0xFFFF or 0xFFFF)
+        out.append(pack(a, tot, ident, mid, ipc, tail, ports, seq, ack, off, flags, win, c, urg,
+                        opts) + pkt[at:end])
         at = end
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _header_struct(ihl: int, thl: int, v6: bool) -> struct.Struct:
+    """IP + TCP header layout: IPv4 (with options as one field) or IPv6, TCP options last."""
+    ip = "4sH34s" if v6 else f"2sHH4sH{ihl - 12}s"
+    return struct.Struct(f"!{ip}4sI4sBB2sH2s{thl - 20}s")
 
 
 def split_udp(pkt: Any, size: int) -> list[bytes]:

@@ -39,6 +39,15 @@ def batches(datagrams: list[bytes], max_segments: int = MAX_SEGMENTS,
     Within a group every datagram but the last has the segment size and the
     last is not longer. A group of one has size 0: send it plainly.
     """
+    n_all = len(datagrams)
+    if n_all > 1:  # the usual case, a cut super-packet: equal sizes, the last not longer
+        lens = list(map(len, datagrams))
+        size = lens[0]
+        if lens.count(size) == n_all - (lens[-1] < size):
+            per = min(max_segments, max_bytes // size) if size else 0
+            if per >= 2:
+                return [(datagrams[i:i + per], size if n_all - i > 1 else 0)
+                        for i in range(0, n_all, per)]
     out: list[tuple[list[bytes], int]] = []
     group: list[bytes] = []
     size = 0

@@ -28,9 +28,13 @@ from shoal.transport import Endpoint, PathKind, Readiness, Receive, Transport
 
 
 class FakeTun:
-    def __init__(self, name: str = "fake0", mtu: int = 1420) -> None:
+    """``vnet_hdr=True`` plays a TUN with offloads: every packet carries a virtio-net header."""
+
+    def __init__(self, name: str = "fake0", mtu: int = 1420, vnet_hdr: bool = False) -> None:
         self.name = name
         self.mtu = mtu
+        self.vnet_hdr = vnet_hdr
+        self.offloads = ["csum", "tso4", "tso6", "uso4", "uso6"] if vnet_hdr else []
         self._node, self._os = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._node.setblocking(False)
         self._os.setblocking(False)

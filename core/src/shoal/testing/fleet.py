@@ -98,8 +98,13 @@ def start_node(lab: Lab, ns: str, name: str, server: ServerProc,
 
 
 def static_node_config(lab: Lab, name: str, vip: str, port: int = 41641, extra: str = "",
-                       mtu: int = 1420) -> Path:
-    """A node without a server (``[[peers]]`` added with ``add_static_peer``)."""
+                       mtu: int = 1420, offload: bool = True) -> Path:
+    """A node without a server (``[[peers]]`` added with ``add_static_peer``).
+
+    ``offload=False`` turns off TUN offloads and UDP GSO/GRO (a node like one on an
+    older kernel or an older Shoal).
+    """
+    off = "" if offload else "offload = false\n"
     return lab.write(f"{name}.toml", f'''name = "{name}"
 state_dir = "{lab.dir / name}"
 plugins = ["udp"]
@@ -107,12 +112,12 @@ plugins = ["udp"]
 name = "shoal0"
 address = "{vip}/10"
 mtu = {mtu}
-[api]
+{off}[api]
 socket = "{lab.dir / name}.sock"
 {extra}
 [plugin.udp]
 port = {port}
-''')
+{off}''')
 
 
 def add_static_peer(config: Path, name: str, key: str, endpoint: str, vip: str) -> None:
