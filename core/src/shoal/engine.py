@@ -44,6 +44,7 @@ from cryptography.exceptions import InvalidTag
 from shoal import handshake, wire
 from shoal.cookie import CookieChecker, Verdict
 from shoal.engine_offload import BatchedInterface
+from shoal.offload import checksum
 from shoal.frames import FrameHandler
 from shoal.handshake import HandshakeError
 from shoal.identity import StaticKeypair
@@ -194,6 +195,7 @@ class Engine:
                 p.set_path(p.path, "transport started")
         if self.batched is not None:
             loop.add_reader(self.tun_fd, self.batched.on_interface_readable)
+            loop.call_later(2.0, checksum.warm_up)  # before the first super-packet needs it
         else:
             loop.add_reader(self.tun_fd, self.on_interface_readable)
         if autotick:
