@@ -25,6 +25,7 @@ Plugins add their own through ``shoal_metrics_register_collectors``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -129,8 +130,22 @@ class MetricsEndpoint:
         if req.path != "/metrics":
             return Response(404, b"not found: try /metrics\n")
         encoder, content_type = choose_encoder(req.header("accept"))
-        body = encoder(self.registry)
+        # Read the live state here, on the loop (consistent, no locks); format the text
+        # in a worker thread: formatting is most of a scrape's cost (thousands of
+        # samples with many peers), and the packet path must not stall behind it.
+        families = Collected(list(self.registry.collect()))
+        body = await asyncio.get_running_loop().run_in_executor(None, encoder, families)
         return Response(200, b"" if req.method == "HEAD" else body, content_type)
+
+
+class Collected:
+    """Metric families already collected, offered to an encoder as a registry."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return iter(self.families)
 
 
 def new_registry(*collectors: Collector) -> CollectorRegistry:
