@@ -57,7 +57,7 @@ class Env:
 def scrape(lab: Lab, ns: str, listen: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Samples of one scrape, parsed by prometheus-client's own text parser."""
     r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", SCRAPE,
-                        f"http://{listen}/metrics"], capture_output=True, text=True, timeout=20,
+                        f"http://{listen}/metrics"], capture_output=True, text=True, timeout=60,
                        check=False)
     assert r.returncode == 0, r.stderr
     out = {}
@@ -100,7 +100,7 @@ listen_tcp = "{SERVER_IP}:3480"
 ''')
         key = lab.shoal(srv, "server", "init", "-c", str(cfg)).stdout.strip().splitlines()[-1]
         proc = lab.spawn(srv, [SHOAL, "server", "run", "-c", str(cfg)], "server")
-        wait_until(lambda: "coordination server listening" in lab.log_text("server"), 10,
+        wait_until(lambda: "coordination server listening" in lab.log_text("server"), 60,
                    what="the server to listen")
         server = ServerProc(srv, cfg, key, proc)
         nodes = {}
@@ -113,13 +113,13 @@ listen_tcp = "{SERVER_IP}:3480"
             nodes[name] = NodeProc(name, ns, conf)
             nodes[name].proc = lab.spawn(ns, [SHOAL, "up", "-c", str(conf)], name)
             if i == 0:  # the owner creates "lan" before the others join it
-                wait_until(lambda n=nodes[name]: n.status(lab)["networks"], 15,
+                wait_until(lambda n=nodes[name]: n.status(lab)["networks"], 60,
                            what="alice to create lan")
         e = Env(lab, server, nodes)
         for n in nodes.values():
             e.vips[n.name] = wait_until(
                 lambda n=n: (s := n.status(lab))["node"]["online"] and s["node"]["virtual_ip"],
-                15, what=f"{n.name} to log in")
+                60, what=f"{n.name} to log in")
         try:
             yield e
         finally:
@@ -132,7 +132,7 @@ listen_tcp = "{SERVER_IP}:3480"
 def test_node_metrics_parse_and_move_with_traffic(env: Env) -> None:
     lab, alice = env.lab, env.nodes["alice"]
     for a, b in itertools.permutations(UNDERLAY, 2):
-        wait_until(lambda a=a, b=b: ping(lab, env.nodes[a].ns, env.vips[b], 1), 20,
+        wait_until(lambda a=a, b=b: ping(lab, env.nodes[a].ns, env.vips[b], 1), 60,
                    what=f"{a} -> {b} over the overlay")
     before = scrape(lab, alice.ns, NODE_METRICS)
     assert before[("shoal_node_online", ())] == 1
@@ -175,9 +175,9 @@ def test_server_metrics_parse_and_move_with_logins(env: Env) -> None:
     assert carol.proc is not None
     lab.stop(carol.proc)
     wait_until(lambda: scrape(lab, env.server.ns, SERVER_METRICS)[
-        ("shoal_server_nodes_online", ())] == 2, 10, what="the server to count carol offline")
+        ("shoal_server_nodes_online", ())] == 2, 30, what="the server to count carol offline")
     carol.proc = lab.spawn(carol.ns, [SHOAL, "up", "-c", str(carol.config)], "carol")
-    wait_until(lambda: carol.status(lab)["node"]["online"], 15, what="carol to log in again")
+    wait_until(lambda: carol.status(lab)["node"]["online"], 60, what="carol to log in again")
     s2 = scrape(lab, env.server.ns, SERVER_METRICS)
     assert s2[("shoal_server_logins_total", ())] == s[("shoal_server_logins_total", ())] + 1
     assert s2[("shoal_server_presence_fanout_seconds_count", (("event", "logout"),))] >= \
@@ -193,7 +193,7 @@ ROWS_JS = """return Array.from(document.querySelectorAll('tr[data-node]'))
 def test_admin_page_in_chromium(env: Env) -> None:
     lab, srv = env.lab, env.server
     for n in env.nodes.values():   # every member online (a test before may have restarted one)
-        wait_until(lambda n=n: n.status(lab)["node"]["online"], 15, what=f"{n.name} online")
+        wait_until(lambda n=n: n.status(lab)["node"]["online"], 60, what=f"{n.name} online")
     token = lab.shoal(srv.ns, "server", "admin-token", "-c", str(srv.config)
                       ).stdout.strip().splitlines()[-1]
     host, port = ADMIN.split(":")
@@ -217,12 +217,12 @@ def test_admin_page_in_chromium(env: Env) -> None:
             return {name: (state, text) for name, state, text in b.script(ROWS_JS)}
 
         wait_until(lambda: set(rows()) == set(UNDERLAY)
-                   and all(s == "online" for s, _ in rows().values()), 15,
+                   and all(s == "online" for s, _ in rows().values()), 60,
                    what="every member online on the admin page")
         for name, (_, text) in rows().items():
             assert env.vips[name] in text, (name, text)
         wait_until(lambda: all("direct" in t and "endpoint-independent" in t
-                               for _, t in rows().values()), 20,
+                               for _, t in rows().values()), 60,
                    what="NAT types and direct paths on the admin page")
         # An action from the page: approve a pending member (the script sends the CSRF value).
         alice, carol = env.nodes["alice"], env.nodes["carol"]
@@ -231,11 +231,11 @@ def test_admin_page_in_chromium(env: Env) -> None:
         r = lab.shoal(carol.ns, "network", "join", "club", "--password", "pw", "-c",
                       str(carol.config), check=False)
         assert r.returncode != 0 and "approval" in r.stderr, r.stderr
-        wait_until(lambda: "Approve carol" in b.script("return document.body.innerText;"), 10,
+        wait_until(lambda: "Approve carol" in b.script("return document.body.innerText;"), 30,
                    what="carol pending in club on the admin page")
         b.click('button[id^="approve-"]')
         wait_until(lambda: "carol approved in club" in b.script(
-            "return document.getElementById('notice').innerText;"), 10,
+            "return document.getElementById('notice').innerText;"), 30,
             what="the page to confirm the approval")
         nets = json.loads(lab.shoal(carol.ns, "network", "list", "--json", "-c",
                                     str(carol.config)).stdout)
@@ -245,7 +245,7 @@ def test_admin_page_in_chromium(env: Env) -> None:
         assert bob.proc is not None
         marker = b.script("window.__same_page = 1; return 1;")
         bob.proc.send_signal(signal.SIGTERM)          # clock starts as bob is told to stop
-        took = browser.wait_for(lambda: rows()["bob"][0] == "offline", 8,
+        took = browser.wait_for(lambda: rows()["bob"][0] == "offline", 15,
                                 what="bob shown offline")
         lab.stop(bob.proc)
         print(f"admin page: bob shown offline {took:.1f} s after SIGTERM")

@@ -96,9 +96,9 @@ class Browser:
                                        "about:blank"], "chromium")
         self.driver = lab.spawn(ns, [CHROMEDRIVER, f"--port={driver_port}"], "chromedriver")
         try:
-            wait_until(lambda: self.http.can_connect("127.0.0.1", devtools_port), 20,
+            wait_until(lambda: self.http.can_connect("127.0.0.1", devtools_port), 60,
                        what="chromium's DevTools port")
-            wait_until(lambda: self.http.can_connect("127.0.0.1", driver_port), 20,
+            wait_until(lambda: self.http.can_connect("127.0.0.1", driver_port), 60,
                        what="chromedriver")
             caps = {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
                 "debuggerAddress": f"127.0.0.1:{devtools_port}"}}}}
