@@ -204,7 +204,7 @@ def test_two_servers_one_database_failover(cluster: Cluster) -> None:
         assert st["virtual_ip"] == vips[n], (n, st, vips)
     moved_after = max(moved.values())
     # past the dead server's lease: nobody is shown offline, tunnels stay
-    time.sleep(13)
+    time.sleep(14)
     for n in c.nodes:
         online = {p["name"] for p in c.status(n)["peers"] if p["online"]}
         assert online == set(c.nodes) - {n}, (n, online)

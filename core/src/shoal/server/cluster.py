@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH_DELAY = 0.02
+RETRY_DELAY = 1.0
 FIRST_SYNC_TIMEOUT = 10.0
 
 
@@ -92,8 +93,11 @@ class ClusterSync:
             try:
                 await self._apply(sorted(nets), sorted(keys))
             except StoreUnavailable:
-                # Not lost: the listener's reconnection reloads everything.
-                pass
+                # Read again later (a reconnecting listener also reloads everything).
+                self._nets |= nets
+                self._keys |= keys
+                self._wake.set()
+                await asyncio.sleep(RETRY_DELAY)
             except asyncpg.PostgresError as e:
                 log.error("cluster: reading changes failed (%s); they are read again at the "
                           "next full reload", e)

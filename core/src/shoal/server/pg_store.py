@@ -17,7 +17,7 @@ Rules it obeys (ARCHITECTURE §3):
 * A node's presence row belongs to the server it is connected to; that server
   renews a lease (``servers.lease_until``, database clock). Any server sweeps
   expired leases and deletes their presence, so a dead server's nodes go
-  offline everywhere within ``LEASE_TTL + SWEEP_INTERVAL``.
+  offline everywhere within ``LEASE_TTL + SWEEP_INTERVAL`` (12 s).
 * When the database is unreachable, queued writes wait (bounded) and are
   retried; the server says so once in one line and once again when it is back.
 
@@ -52,9 +52,9 @@ from shoal.server.store import (
 log = logging.getLogger(__name__)
 
 CHANNEL = "shoal"
-LEASE_TTL = 9.0          # seconds a server's presence rows outlive its last renewal
-LEASE_RENEW = 3.0
-SWEEP_INTERVAL = 2.0
+LEASE_TTL = 10.0         # seconds a server's presence rows outlive its last renewal
+LEASE_RENEW = 2.0        # renewed 5 times per lease: a busy server does not lose it
+SWEEP_INTERVAL = 2.0     # offline bound for a dead server's nodes: TTL + sweep = 12 s
 WRITE_QUEUE_MAX = 200_000
 WRITE_BATCH = 2000
 CONNECT_TIMEOUT = 5.0
