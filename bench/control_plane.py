@@ -760,6 +760,8 @@ class Run:
         # 2. networks: one create per group, then everyone else joins
         size = a.network_size
         groups = [list(range(g, min(g + size, self.n))) for g in range(0, self.n, size)]
+        if a.networks is not None:   # the other nodes stay online without a network
+            groups = groups[:a.networks]
         self.groups = groups
         creates: dict[int, list[Any]] = defaultdict(list)
         joins: dict[int, list[Any]] = defaultdict(list)
@@ -981,7 +983,10 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> Non
         if "error" in r and "login" not in r:
             print(f"\n{r['nodes']} nodes: FAILED: {r['error']}")
             continue
-        print(f"\n{r['nodes']} nodes ({len(range(0, r['nodes'], args.network_size))} networks)"
+        nets = len(range(0, r['nodes'], args.network_size))
+        if args.networks is not None:
+            nets = min(nets, args.networks)
+        print(f"\n{r['nodes']} nodes ({nets} networks)"
               + (f"  FAILED: {r['error']}" if "error" in r else ""))
         rows = [("phase", "count", "time s", "rate /s", "p50 ms", "p99 ms", "max ms",
                  "server CPU%", "clients CPU%", "db CPU%", "other CPU%")]
@@ -1099,6 +1104,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--servers", type=int, default=1,
                    help="coordination servers sharing one throwaway PostgreSQL (cluster mode "
                         "when more than 1); node i logs in to server i mod N")
+    p.add_argument("--networks", type=int, metavar="K",
+                   help="form only the first K networks (every node still logs in): joins "
+                        "cost one scrypt each, so this keeps large runs short")
     p.add_argument("--postgres", action="store_true",
                    help="use a throwaway PostgreSQL even with one server")
     args = p.parse_args(argv)
