@@ -52,6 +52,7 @@ class PostgresCluster:
             raise RuntimeError(reason)
         self.bin = bin_dir()
         self.dir = Path(tempfile.mkdtemp(prefix="shoal-pg-"))
+        os.chmod(self.dir, 0o700)    # mkdtemp honours the umask, which may be anything
         self.data = self.dir / "data"
         self.sock = self.dir / "sock"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -60,13 +61,16 @@ class PostgresCluster:
             self._user = "postgres"
             pw = pwd.getpwnam("postgres")
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-        self.sock.mkdir()
+        self.sock.mkdir(mode=0o700)
+        os.chmod(self.sock, 0o700)   # whatever the process umask is
         if self._user:
             os.chown(self.sock, pwd.getpwnam("postgres").pw_uid, -1)
 
     def _run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        # An explicit umask: the caller's may be anything (PostgreSQL needs 0700 dirs).
         return subprocess.run([f"{self.bin}/{argv[0]}", *argv[1:]], capture_output=True,
                               text=True, user=self._user, timeout=120, check=False,
+                              umask=0o077,
                               cwd=self.dir)  # the caller's directory may be closed to that user
 
     def start(self, timeout: float = 30) -> PostgresCluster:
@@ -80,7 +84,8 @@ class PostgresCluster:
              "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.sock}",
              "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
              "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, user=self._user, cwd=self.dir)
+                              umask=0o077,
+                              cwd=self.dir)  # the caller's directory may be closed to that user
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -121,7 +126,7 @@ class PostgresCluster:
         log = open(self.dir / "postgres.log", "ab")
         argv: Any = self.proc.args
         self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                     user=self._user)
+                                     user=self._user, umask=0o077)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
