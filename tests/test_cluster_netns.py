@@ -152,7 +152,8 @@ def test_two_servers_one_database_failover(cluster: Cluster) -> None:
     for n, node in c.nodes.items():
         node.proc = lab.spawn(node.ns, [netlab.SHOAL, "up", "-c", str(node.config)], n)
     first = {"alice": "A", "bob": "B", "carol": "A"}
-    vips = {n: c.wait_online(n, server=first[n])["virtual_ip"] for n in c.nodes}
+    # (generous: on a busy machine a node process alone may take seconds to start)
+    vips = {n: c.wait_online(n, timeout=40, server=first[n])["virtual_ip"] for n in c.nodes}
     assert len(set(vips.values())) == 3, vips
 
     # every member is told about the two others, across servers, and pings flow
@@ -174,7 +175,7 @@ def test_two_servers_one_database_failover(cluster: Cluster) -> None:
     offline_after = time.monotonic() - t0
     bob = c.nodes["bob"]
     bob.proc = lab.spawn(bob.ns, [netlab.SHOAL, "up", "-c", str(bob.config)], "bob")
-    assert c.wait_online("bob", server="B")["virtual_ip"] == vips["bob"]
+    assert c.wait_online("bob", timeout=40, server="B")["virtual_ip"] == vips["bob"]
     for a, b in (("alice", "bob"), ("carol", "bob")):
         wait_until(lambda a=a, b=b: c.ping(a, vips[b]), 10, interval=0.05,
                    what=f"{a} -> {b} ping after bob restarted")
@@ -220,6 +221,6 @@ def test_two_servers_one_database_failover(cluster: Cluster) -> None:
     for name in SERVERS:
         c.start_server(name)
     for n in c.nodes:
-        assert c.wait_online(n, timeout=20)["virtual_ip"] == vips[n]
+        assert c.wait_online(n, timeout=40)["virtual_ip"] == vips[n]
     print(f"cluster lab: bob offline at alice after {offline_after:.1f}s; "
           f"nodes of A on B after {moved_after:.1f}s; pings lost {lost}")
