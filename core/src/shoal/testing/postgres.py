@@ -84,8 +84,8 @@ class PostgresCluster:
              "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.sock}",
              "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
              "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
-                              umask=0o077,
-                              cwd=self.dir)  # the caller's directory may be closed to that user
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, user=self._user, umask=0o077,
+            cwd=self.dir)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -126,7 +126,7 @@ class PostgresCluster:
         log = open(self.dir / "postgres.log", "ab")
         argv: Any = self.proc.args
         self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                     user=self._user, umask=0o077)
+                                     user=self._user, umask=0o077, cwd=self.dir)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
