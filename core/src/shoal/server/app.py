@@ -380,9 +380,10 @@ class Server:
                 data, out = await self._dispatch(key, req.op, args)
         except RequestError as e:
             return m.Result(id=req.id, ok=False, code=e.code, error=str(e))
-        except StoreUnavailable:
+        except StoreUnavailable as e:
             return m.Result(id=req.id, ok=False, code="unavailable",
-                            error="the server cannot reach its database right now; try again")
+                            error=f"the server's database is unavailable right now ({e}); "
+                                  "try again")
         except m.BadMessage as e:
             return m.Result(id=req.id, ok=False, code="invalid", error=str(e))
         self.deliver(out)

@@ -352,7 +352,7 @@ class PostgresStore:
         try:
             await asyncio.wait_for(written(), timeout)
         except (asyncio.TimeoutError, TimeoutError):
-            raise StoreUnavailable("the database is not taking writes") from None
+            raise StoreUnavailable("the database is not keeping up with writes") from None
 
     async def _write_loop(self) -> None:
         assert self.pool is not None
