@@ -477,7 +477,13 @@ class ServerProc:
         cfg.write_text(f'state_dir = "{self.tmp / "state"}"\n'
                        f'listen = "{HOST}:{self.port}"\n'
                        "discovery = []\n"
-                       + (f'database = "{self.database}"\n' if self.database else ""))
+                       + (f'database = "{self.database}"\n' if self.database else "")
+                       # every simulated node comes from this one address: lift the
+                       # per-source admission limits meant for the internet
+                       + "[limits]\nlogins_per_source = 10000000\n"
+                       "registrations_per_source = 10000000\n"
+                       "connections_per_source = 10000000\nhandshakes = 1000000\n"
+                       "hash_queue_per_source = 100000\nhash_queue = 1000000\n")
         if self.key_from is not None:   # a cluster shares one server key
             (self.tmp / "state").mkdir(parents=True, exist_ok=True)
             shutil.copy2(self.key_from, self.tmp / "state" / "server.key")

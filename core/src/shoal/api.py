@@ -32,7 +32,12 @@ class ApiServer:
 
     async def start(self) -> None:
         p = Path(self.path)
-        p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ShoalError(f"{p.parent}: cannot create the API socket's directory "
+                             f"({e.strerror}); set [api] socket to a path in a writable "
+                             "directory") from None
         if p.exists() or p.is_symlink():
             if _socket_alive(self.path):
                 raise ShoalError(f"{self.path}: another node is already running on this API socket")

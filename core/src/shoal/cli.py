@@ -179,6 +179,7 @@ def cmd_server_init(args: argparse.Namespace) -> int:
     from shoal.config import load_server_config
 
     cfg = load_server_config(args.config)
+    _private_files()
     kp = identity.load_or_create(cfg.state_dir, create=True, key_file=SERVER_KEY_FILE)
     _migrate(cfg)
     print(f"server state in {cfg.state_dir}; nodes pin this public key:")
@@ -237,6 +238,12 @@ def cmd_server_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _private_files() -> None:
+    """Everything the server creates (database and its -wal/-shm journal, secrets)
+    is readable by its own user only."""
+    os.umask(0o077)
+
+
 def cmd_server_run(args: argparse.Namespace) -> int:
     from shoal import identity
     from shoal.config import load_server_config
@@ -246,7 +253,9 @@ def cmd_server_run(args: argparse.Namespace) -> int:
 
     cfg = load_server_config(args.config)
     _setup_logging("debug" if args.verbose else cfg.log_level)
-    kp = identity.load_or_create(cfg.state_dir, create=False, key_file=SERVER_KEY_FILE)
+    _private_files()
+    kp = identity.load_or_create(cfg.state_dir, create=False, key_file=SERVER_KEY_FILE,
+                                 missing_hint=f"run 'shoal server init -c {args.config}'")
     pm = load_plugins(cfg.plugins)
     ctx = PluginContext(cfg, plugin_settings(cfg, pm, args.config))
     services: list[Any] = []
@@ -513,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     sinit = ssub.add_parser("init", help="create the server key and state; print the public key")
     sinit.add_argument("-c", "--config", required=True, help="server config (TOML)")
     sinit.set_defaults(func=cmd_server_init)
+    from shoal.server import admin_cli
+
+    admin_cli.register(ssub)
     srun = ssub.add_parser("run", help="run the coordination server in the foreground")
     srun.add_argument("-c", "--config", required=True)
     srun.add_argument("-v", "--verbose", action="store_true")

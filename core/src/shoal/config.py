@@ -62,6 +62,8 @@ class ServerRef(Strict):
     addresses: list[str] = Field(default_factory=list, max_length=32)
     public_key: str | None = None
     public_keys: list[str] = Field(default_factory=list, max_length=32)
+    auth_key: str | None = Field(None, min_length=1, max_length=200)   # pre-auth key
+    auth_key_file: str | None = None
 
     @field_validator("address")
     @classmethod
@@ -113,6 +115,12 @@ class ServerRef(Strict):
         addrs = self.all_addresses
         keys = self.public_keys or [self.public_key or ""] * len(addrs)
         return list(zip(addrs, keys))
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ServerRef:
+        if self.auth_key is not None and self.auth_key_file is not None:
+            raise ValueError("give either auth_key or auth_key_file, not both")
+        return self
 
 
 class InterfaceConfig(Strict):
@@ -307,6 +315,9 @@ class NodeConfig(Strict):
     def _rules(self) -> NodeConfig:
         if self.server is None and self.interface.address is None:
             raise ValueError("interface.address is required when there is no [server]")
+        if self.server is None and self.networks:
+            raise ValueError("[[networks]] needs a [server] (networks live on a coordination "
+                             "server); add [server] or remove [[networks]]")
         names = [p.name for p in self.peers]
         if len(set(names)) != len(names):
             raise ValueError("peers: two peers have the same name")
@@ -323,12 +334,34 @@ class NodeConfig(Strict):
         return self.api.socket or str(Path(self.state_dir) / "api.sock")
 
 
+class LimitsConfig(Strict):
+    """``[limits]`` in server.toml: admission rate limits and connection bounds.
+
+    Each ``*_per_source`` / ``*_per_network`` count is per ``window`` seconds;
+    reaching it locks that source (or network) out for a window, doubling on
+    repeated lockouts."""
+
+    window: float = Field(60.0, gt=0, le=86400)
+    logins_per_source: int = Field(120, ge=1, le=1_000_000)
+    registrations_per_source: int = Field(30, ge=1, le=1_000_000)
+    password_failures_per_source: int = Field(5, ge=1, le=1_000_000)
+    password_failures_per_network: int = Field(100, ge=1, le=1_000_000)
+    connections: int = Field(0, ge=0, le=10_000_000)    # 0: half the process's descriptors
+    connections_per_source: int = Field(512, ge=1, le=10_000_000)
+    handshakes: int = Field(1024, ge=1, le=1_000_000)   # connections still in the handshake
+    hash_workers: int = Field(2, ge=1, le=64)
+    hash_queue_per_source: int = Field(64, ge=1, le=100_000)
+    hash_queue: int = Field(1024, ge=1, le=1_000_000)
+
+
 class ServerConfig(Strict):
     state_dir: str
     listen: str = "0.0.0.0:7400"
     discovery: list[str] = Field(default_factory=list)
     address_pool: str = "100.64.0.0/10"
     database: str | None = None
+    registration: Literal["open", "key", "closed"] = "open"
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     plugins: list[str] = Field(default_factory=list)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)

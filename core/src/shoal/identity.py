@@ -63,22 +63,54 @@ class StaticKeypair:
         return encode_key(self.public)
 
 
-def load_or_create(state_dir: str | Path, create: bool = True, key_file: str = KEY_FILE
+def make_state_dir(state_dir: str | Path) -> Path:
+    """Create ``state_dir`` (0700) if needed; one clear line if that is impossible."""
+    d = Path(state_dir)
+    try:
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:
+        raise ShoalError(f"{d}: state_dir is a file, not a directory; set state_dir to a "
+                         "directory path") from None
+    except NotADirectoryError:
+        raise ShoalError(f"{d}: state_dir lies under a file, not a directory; set state_dir "
+                         "to a directory path") from None
+    except OSError as e:
+        raise ShoalError(f"{d}: cannot create state_dir ({e.strerror}); set state_dir to a "
+                         "writable directory") from None
+    return d
+
+
+def load_or_create(state_dir: str | Path, create: bool = True, key_file: str = KEY_FILE,
+                   missing_hint: str = "start the node once or run 'shoal key public'"
                    ) -> StaticKeypair:
     """Load the key pair from ``state_dir``; create it (0600) if missing and ``create``."""
     d = Path(state_dir)
     path = d / key_file
     try:
         st = path.stat()
+    except NotADirectoryError:
+        raise ShoalError(f"{d}: state_dir lies under a file, not a directory; set "
+                         "state_dir to a directory path") from None
     except FileNotFoundError:
+        if path.is_symlink():
+            raise ShoalError(f"{path}: key file is a dangling symbolic link to "
+                             f"{os.readlink(path)}; remove the link or restore its target") \
+                from None
         if not create:
-            raise ShoalError(f"{path}: no key yet; start the node once or run 'shoal key public'")
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            raise ShoalError(f"{path}: no key yet; {missing_hint}") from None
+        make_state_dir(d)
         kp = StaticKeypair.generate()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as e:
+            raise ShoalError(f"{path}: cannot create the key file ({e.strerror}); make "
+                             "state_dir writable") from None
         with os.fdopen(fd, "w") as f:
             f.write(encode_key(kp.private) + "\n")
         return kp
+    if stat.S_ISDIR(st.st_mode):
+        raise ShoalError(f"{path}: key file is a directory; remove it (a new key is then "
+                         "created) or put the key file there")
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ShoalError(
             f"{path}: key file is readable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
@@ -88,3 +120,5 @@ def load_or_create(state_dir: str | Path, create: bool = True, key_file: str = K
         return StaticKeypair.from_private(raw)
     except (binascii.Error, ValueError):
         raise ShoalError(f"{path}: key file is corrupt (expected base64 of 32 bytes)") from None
+    except OSError as e:
+        raise ShoalError(f"{path}: cannot read the key file ({e.strerror})") from None

@@ -335,11 +335,28 @@ class Node:
                              udp_port, self._on_welcome, self._on_peers, self._join_configured,
                              on_networks=self._refresh_routes,
                              paths=lambda: path_reports(self.engine),
-                             on_signal=self._on_signal, dial=dial)
+                             on_signal=self._on_signal, dial=dial,
+                             on_grants=self._on_grants, auth_key=self._auth_key())
 
     def _refresh_routes(self) -> None:
         if self.routing is not None:
             self.routing.refresh()
+
+    def _auth_key(self) -> str | None:
+        """The pre-auth key from ``[server] auth_key`` or ``auth_key_file``, if any."""
+        ref = self.cfg.server
+        if ref is None or ref.auth_key_file is None:
+            return None if ref is None else ref.auth_key
+        try:
+            key = Path(ref.auth_key_file).read_text().strip()
+        except OSError as e:
+            raise ShoalError(f"{ref.auth_key_file}: cannot read the pre-auth key "
+                             f"(server.auth_key_file): {e.strerror or e}") from None
+        if not key:
+            raise ShoalError(f"{ref.auth_key_file}: the pre-auth key file is empty "
+                             "(server.auth_key_file); put the key from "
+                             "'shoal server key create' in it")
+        return key
 
     def _on_welcome(self, w: m.Welcome) -> None:
         address = f"{w.virtual_ip}/{w.prefix_len}"
@@ -348,6 +365,10 @@ class Node:
                 self.tun.set_address(address)
             self._address = address
         self.for_each_plugin("on_login", lambda p: p.on_login(w))
+
+    def _on_grants(self, g: m.Grants) -> None:
+        """Fresh relay grants (refresh, or the node's networks changed)."""
+        self.for_each_plugin("on_grants", lambda p: p.on_grants(g))
 
     def _on_peers(self, msg: m.Peers) -> None:
         eng = self.engine

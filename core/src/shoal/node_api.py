@@ -28,8 +28,12 @@ class NodeApi:
         if cmd == "netcheck":
             return await self.netcheck()
         if cmd == "ping":
-            return await self.ping(str(args.get("peer", "")), int(args.get("count", 4)),
-                                   float(args.get("interval", 1.0)))
+            try:
+                count, interval = int(args.get("count", 4)), float(args.get("interval", 1.0))
+            except (TypeError, ValueError):
+                raise ShoalError("ping: count must be a whole number and interval a number of "
+                                 "seconds") from None
+            return await self.ping(str(args.get("peer", "")), count, interval)
         if cmd == "network":
             if self.node.control is None:
                 raise ShoalError("this node has no [server]: networks need a coordination server")

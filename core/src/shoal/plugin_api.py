@@ -246,6 +246,10 @@ class NodePlugin:
     def on_login(self, welcome: m.Welcome) -> None:
         """Logged in (again) to the coordination server."""
 
+    def on_grants(self, grants: m.Grants) -> None:
+        """Fresh relay grants (they replace those of the welcome): pushed before the old
+        ones expire and when the node's networks change. Added in contract 1.3."""
+
     def on_peer(self, peer: PeerView, info: m.PeerInfo) -> None:
         """The server announced (or updated) a peer this node should tunnel to."""
 
@@ -262,8 +266,17 @@ class NodePlugin:
 class ServerHandle(Protocol):
     """What server-side plugins (``shoal_server_register_services``) get as ``context.server``."""
 
-    def add_relay_granter(self, granter: Callable[[str], m.RelayGrant]) -> None:
-        """``granter(node_key_b64)`` issues a grant for one relay, sent in each Welcome."""
+    def add_relay_granter(self, granter: Callable[..., m.RelayGrant]) -> None:
+        """``granter(node_key_b64, networks)`` issues a grant for one relay, sent in each
+        Welcome and in ``grants`` refreshes; ``networks`` are the node's active networks
+        (contract 1.3; a granter taking only the key is called with the key alone)."""
+
+    def add_relay_revoker(self, revoker: Callable[[str], None]) -> None:
+        """``revoker(node_key_b64)``: the node logged out or lost a network; end its
+        registration at a relay in this process at once. Added in contract 1.3."""
+
+    def set_relay_grant_lifetime(self, seconds: int) -> None:
+        """How long grants live; the server pushes fresh ones at half-life (contract 1.3)."""
 
     def publish(self, name: str, obj: object) -> None:
         """Share an object with other server plugins (e.g. ``"relay"``: the relay service)."""

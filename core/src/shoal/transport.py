@@ -48,8 +48,10 @@ from shoal.errors import PluginError
 log = logging.getLogger(__name__)
 
 #: (major, minor) of the transport and plugin contract (this module and shoal.plugin_api).
-#: 1.1: NodePlugin.control_dialer; 1.2: Transport.send_many, bind_batches, offloads
-CONTRACT_VERSION: tuple[int, int] = (1, 2)
+#: 1.1: NodePlugin.control_dialer; 1.2: Transport.send_many, bind_batches, offloads;
+#: 1.3: NodePlugin.on_grants, ServerHandle relay granters given the node's networks,
+#: add_relay_revoker, set_relay_grant_lifetime
+CONTRACT_VERSION: tuple[int, int] = (1, 3)
 
 Endpoint = Any  # a transport's own hashable address value, e.g. ("198.51.100.2", 41641)
 Receive = Callable[[bytes, Endpoint], None]

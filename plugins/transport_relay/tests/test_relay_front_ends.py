@@ -14,8 +14,9 @@ A_KEY, B_KEY = os.urandom(32), os.urandom(32)
 
 def alloc(key: bytes) -> bytes:
     expires = int(time.time()) + 3600
-    return p.encode_alloc(p.make_token(SECRET, key, expires), key, expires,
-                          int(time.time() * 1000))
+    tags = [p.network_tag("lan")]
+    return p.encode_alloc(p.make_token(SECRET, key, expires, tags), key, expires,
+                          int(time.time() * 1000), tags)
 
 
 def test_attached_front_end_forwards_to_and_from_the_core():
@@ -40,9 +41,15 @@ A_UDP, A_WSS, B_UDP = ("udp", ("198.51.100.1", 1)), ("wss", "conn-a"), ("udp", (
 
 def alloc_at(core: p.RelayCore, key: bytes, addr: object, ts_ms: int, now: float = 0.0
              ) -> tuple[list, bytes]:
+    """An ALLOC as the front end delivers it: a UDP address echoes the relay's cookie
+    (return routability), connections are routable."""
     expires = int(WALL) + 3600
-    msg = p.encode_alloc(p.make_token(SECRET, key, expires), key, expires, ts_ms)
-    return core.handle(msg, addr, now, WALL), msg
+    tags = [p.network_tag("lan")]
+    udp = addr[0] == "udp"  # type: ignore[index]
+    cookie = core.cookie(key, addr, WALL) if udp else p.NO_COOKIE
+    msg = p.encode_alloc(p.make_token(SECRET, key, expires, tags), key, expires, ts_ms, tags,
+                         cookie)
+    return core.handle(msg, addr, now, WALL, routable=not udp), msg
 
 
 def send(core: p.RelayCore, src: object, dst_key: bytes, now: float = 1.0) -> list:

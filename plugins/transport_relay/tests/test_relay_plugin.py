@@ -57,11 +57,13 @@ def test_grant_of_one_server_is_honoured_by_the_relay_beside_another(tmp_path):
     a, b = server("a", shared), server("b", shared)
     other = server("c", tmp_path / "other.secret")
     node = StaticKeypair.generate()
-    grant = a.relay_granters[0](node.public_b64)
+    grant = a.relay_granters[0](node.public_b64, ["lan"])
     token = base64.b64decode(grant.token)
     now = time.time()
-    alloc = p.encode_alloc(token, node.public, grant.expires, int(now * 1000))
-    assert b.published("relay").core.handle(alloc, ("198.51.100.7", 1), now, now) == \
-        [(("198.51.100.7", 1), p.encode_alloced(int(now * 1000)))]
-    refused = other.published("relay").core.handle(alloc, ("198.51.100.7", 1), now, now)
-    assert refused == [(("198.51.100.7", 1), p.encode_refused(p.REFUSE_BAD_GRANT))]
+    alloc = p.encode_alloc(token, node.public, grant.expires, int(now * 1000),
+                           [bytes.fromhex(t) for t in grant.tags])
+    addr = ("tcp", "conn")
+    assert b.published("relay").core.handle(alloc, addr, now, now, routable=True) == \
+        [(addr, p.encode_alloced(int(now * 1000)))]
+    refused = other.published("relay").core.handle(alloc, addr, now, now, routable=True)
+    assert refused == [(addr, p.encode_refused(p.REFUSE_BAD_GRANT))]

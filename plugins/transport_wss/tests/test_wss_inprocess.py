@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from shoal.transport import Readiness
 
 from shoal_transport_relay import protocol as p
-from shoal_transport_relay.protocol import make_token
+from shoal_transport_relay.protocol import make_token, network_tag
 from shoal_transport_relay.service import RelayService
 from shoal_transport_wss import pinning
 from shoal_transport_wss.backoff import Backoff
@@ -95,8 +95,9 @@ class Relay:
 
     def grant(self, key: bytes, fingerprint: str | None = None) -> WssGrant:
         expires = int(time.time()) + 3600
+        tags = (network_tag("lan"),)
         return WssGrant(self.url, fingerprint or self.fingerprint,
-                        make_token(SECRET, key, expires), expires)
+                        make_token(SECRET, key, expires, tags), expires, tags)
 
 
 async def start_relay(tmp_path) -> Relay:

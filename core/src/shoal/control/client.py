@@ -54,6 +54,14 @@ class ControlState:
     logins: int = 0
 
 
+class LoginRefused(ChannelError):
+    """The server refused the login (rate limit, registration closed, key needed)."""
+
+    def __init__(self, message: str, retry_after: int | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ControlClient:
     """Callbacks: ``on_welcome(welcome)``, ``on_peers(msg)`` (full or delta), ``on_login()``
     (a coroutine, run after each login), ``on_networks()`` (the network summaries changed)."""
@@ -67,7 +75,10 @@ class ControlClient:
                  on_networks: Callable[[], None] | None = None,
                  paths: Callable[[], list[m.PathReport]] | None = None,
                  on_signal: Callable[[m.Signal], None] | None = None,
-                 dial: Dialer | None = None) -> None:
+                 dial: Dialer | None = None,
+
+                 on_grants: Callable[[m.Grants], None] | None = None,
+                 auth_key: str | None = None) -> None:
         self.keypair = keypair
         self.dial = dial
         self.name = name
@@ -85,11 +96,15 @@ class ControlClient:
         self.on_networks = on_networks
         self.paths = paths
         self.on_signal = on_signal
+        self.on_grants = on_grants
+        self.auth_key = auth_key
         self.state = ControlState()
         self._writer: asyncio.StreamWriter | None = None
         self._channel: Channel | None = None
         self._pending: dict[int, asyncio.Future[m.Result]] = {}
         self._next_id = 1
+        self._retry_after: int | None = None
+        self._last_logged: str | None = None
 
     @property
     def server(self) -> str:
@@ -163,8 +178,14 @@ class ControlClient:
                 msg = str(e) or type(e).__name__
                 if isinstance(e, ConnectionRefusedError):
                     msg = "connection refused"
-                if self.state.last_error != msg:
+                same = msg
+                if isinstance(e, LoginRefused):
+                    self._retry_after = e.retry_after
+                    if e.retry_after is not None:  # one line per refusal, not per countdown
+                        same = msg.rpartition(";")[0] or msg
+                if self._last_logged != same:
                     log.warning("coordination server %s: %s", self.server, msg)
+                    self._last_logged = same
                 self.state.last_error = msg
             finally:
                 self._disconnected()
@@ -182,6 +203,9 @@ class ControlClient:
                 failed_in_round = 0
             wait = delay * (0.5 + random.random())
             delay = min(BACKOFF_MAX, delay * 2)
+            if self._retry_after:  # the server said when to come back
+                wait = max(wait, self._retry_after + random.random())
+                self._retry_after = None
             await asyncio.sleep(wait)
 
     def _disconnected(self) -> None:
@@ -225,7 +249,8 @@ class ControlClient:
                     writer.write(out)
                 if not hello_sent and ch.remote_static is not None and ch.state is State.OPEN:
                     self._send(m.Hello(name=self.name, version=__version__,
-                                       endpoints=self.endpoints(), udp_port=self.udp_port()))
+                                       endpoints=self.endpoints(), udp_port=self.udp_port(),
+                                       auth_key=self.auth_key))
                     hello_sent = True
                 for raw in msgs:
                     msg = m.decode_to_node(raw)
@@ -251,12 +276,13 @@ class ControlClient:
                 return
 
     def _handle(self, msg: m.Welcome | m.Result | m.Networks | m.Peers | m.Signal | m.Heartbeat
-                | m.ErrorMsg) -> None:
+                | m.ErrorMsg | m.Grants) -> None:
         match msg:
             case m.Welcome():
                 st = self.state
                 st.online, st.virtual_ip, st.prefix_len = True, msg.virtual_ip, msg.prefix_len
                 st.observed, st.last_error = msg.observed, None
+                self._last_logged = None
                 st.logins += 1
                 log.info("logged in to %s as %s", self.server, msg.virtual_ip)
                 self.on_welcome(msg)
@@ -277,8 +303,11 @@ class ControlClient:
                     self.on_signal(msg)
             case m.Heartbeat():
                 pass
+            case m.Grants():
+                if self.on_grants is not None:
+                    self.on_grants(msg)
             case m.ErrorMsg():
-                raise ChannelError(f"server refused the login: {msg.error}")
+                raise LoginRefused(f"server refused the login: {msg.error}", msg.retry_after)
 
 
 def host_addresses(exclude_ifname: str | None = None) -> list[str]:

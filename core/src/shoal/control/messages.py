@@ -6,7 +6,7 @@ compatible), wrong types and values are errors. The closed union per
 direction is consumed with ``match``.
 
 Node -> server: hello, request, report, signal, heartbeat, bye.
-Server -> node: welcome, result, networks, peers, signal, heartbeat, error.
+Server -> node: welcome, result, networks, peers, signal, heartbeat, error, grants.
 
 ``signal`` carries a short opaque text from a plugin on one node to the same
 plugin on a peer (e.g. a transport's session parameters); the server forwards
@@ -40,6 +40,7 @@ class Hello(Msg):
     version: str = Field("", max_length=32)
     endpoints: list[Endpoint] = Field(default_factory=list, max_length=16)
     udp_port: int = Field(0, ge=0, le=65535)
+    auth_key: str | None = Field(None, max_length=200)   # pre-auth key (registration = "key")
 
 
 Op = Literal["create", "join", "leave", "list", "members", "approve", "evict", "set", "delete",
@@ -169,8 +170,9 @@ class RelayGrant(BaseModel):
     tcp: str | None = None
     #: other ways to reach the same relay, by transport (e.g. {"wss": "203.0.113.10:443"})
     endpoints: dict[str, str] = Field(default_factory=dict, max_length=8)
-    token: str                      # base64 HMAC(relay secret, node key | expiry)
+    token: str                      # base64 HMAC(relay secret, node key | expiry | tags)
     expires: int
+    tags: list[Annotated[str, Field(max_length=16)]] = Field(default_factory=list, max_length=64)
 
 
 class Welcome(Msg):
@@ -180,6 +182,14 @@ class Welcome(Msg):
     server_version: str = ""
     observed: str | None = None    # the node's address as the server saw it
     discovery: list[str] = Field(default_factory=list)   # RFC 5780 endpoints, config order
+    relays: list[RelayGrant] = Field(default_factory=list)
+
+
+class Grants(Msg):
+    """Fresh relay grants: pushed before the old ones expire and when the node's
+    networks change (a grant names the networks the relay may forward within)."""
+
+    type: Literal["grants"] = "grants"
     relays: list[RelayGrant] = Field(default_factory=list)
 
 
@@ -255,11 +265,13 @@ class ErrorMsg(Msg):
     type: Literal["error"] = "error"
     code: str
     error: str
+    retry_after: int | None = None   # seconds, when the refusal is a rate limit
 
 
 ToServer = Annotated[Hello | Request | Report | SignalTo | Heartbeat | Bye,
                      Field(discriminator="type")]
-ToNode = Annotated[Welcome | Result | Networks | Peers | Signal | Heartbeat | ErrorMsg,
+ToNode = Annotated[Welcome | Result | Networks | Peers | Signal | Heartbeat | ErrorMsg
+                   | Grants,
                    Field(discriminator="type")]
 _to_server: TypeAdapter[Any] = TypeAdapter(ToServer)
 _to_node: TypeAdapter[Any] = TypeAdapter(ToNode)
@@ -292,8 +304,8 @@ def decode_to_server(data: bytes) -> Hello | Request | Report | SignalTo | Heart
     return _decode(_to_server, data)  # type: ignore[no-any-return]
 
 
-def decode_to_node(data: bytes
-                   ) -> Welcome | Result | Networks | Peers | Signal | Heartbeat | ErrorMsg:
+def decode_to_node(data: bytes) -> (Welcome | Result | Networks | Peers | Signal | Heartbeat
+                                   | ErrorMsg | Grants):
     return _decode(_to_node, data)  # type: ignore[no-any-return]
 
 

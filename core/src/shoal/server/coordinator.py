@@ -435,6 +435,11 @@ class Coordinator:
         out.discard(key)
         return out
 
+    def active_networks(self, key: str) -> list[str]:
+        """Networks in which ``key`` is an active member (what its relay grants name)."""
+        return sorted(n for n in self.memberships.get(key, ())
+                      if (mem := self.members[n].get(key)) is not None and mem.status == "active")
+
     def _network_keys(self, netname: str) -> set[str]:
         return {k for k in self.members.get(netname, {}) if k in self.online}
 

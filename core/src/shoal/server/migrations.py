@@ -101,4 +101,18 @@ MIGRATIONS: list[Migration] = [
         value TEXT NOT NULL
     );
     """),
+    # Pre-auth keys (registration = "key"): only a hash of each key's secret is
+    # stored; see auth_keys.py.
+    Migration(4, "pre-auth keys", """
+    CREATE TABLE auth_keys (
+        id          TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        reusable    INTEGER NOT NULL,
+        expires     DOUBLE PRECISION,
+        network     TEXT,
+        created     DOUBLE PRECISION NOT NULL,
+        uses        INTEGER NOT NULL DEFAULT 0,
+        revoked     INTEGER NOT NULL DEFAULT 0
+    );
+    """),
 ]

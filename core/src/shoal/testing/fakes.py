@@ -278,11 +278,19 @@ class FakeServerHandle:
     """A ``ServerHandle`` for unit tests of server-side plugin hooks."""
 
     def __init__(self) -> None:
-        self.relay_granters: list[Callable[[str], Any]] = []
+        self.relay_granters: list[Callable[..., Any]] = []
+        self.relay_revokers: list[Callable[[str], None]] = []
+        self.relay_grant_lifetime = 600
         self.objects: dict[str, object] = {}
 
-    def add_relay_granter(self, granter: Callable[[str], Any]) -> None:
+    def add_relay_granter(self, granter: Callable[..., Any]) -> None:
         self.relay_granters.append(granter)
+
+    def add_relay_revoker(self, revoker: Callable[[str], None]) -> None:
+        self.relay_revokers.append(revoker)
+
+    def set_relay_grant_lifetime(self, seconds: int) -> None:
+        self.relay_grant_lifetime = seconds
 
     def publish(self, name: str, obj: object) -> None:
         self.objects[name] = obj

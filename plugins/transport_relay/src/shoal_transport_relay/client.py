@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from shoal.config import parse_endpoint
-from shoal.control.messages import Welcome
+from shoal.control.messages import Grants, Welcome
 from shoal.transport import Delivery, Endpoint, PathKind, Readiness, Receive, Transport
 
 from shoal_transport_relay import protocol as p
@@ -55,6 +55,8 @@ class RelayClient(Transport):
         self._ids: dict[str, bytes] = {}
         self._last_realloc = 0.0
         self._alloced_at = 0.0
+        self._cookie = p.NO_COOKIE          # the relay's return-routability cookie (UDP)
+        self._challenged = False
 
     @property
     def ready(self) -> bool:
@@ -96,7 +98,8 @@ class RelayClient(Transport):
         self._disconnect()
 
     # ------------------------------------------------------------ grants
-    def on_welcome(self, welcome: Welcome) -> None:
+    def on_welcome(self, welcome: Welcome | Grants) -> None:
+        """A login's welcome or a pushed ``grants`` message: both carry ``relays``."""
         grants = [g for g in welcome.relays if g.udp or g.tcp]   # others are for other clients
         if not grants:
             return
@@ -104,13 +107,17 @@ class RelayClient(Transport):
         if self._task is None or self._task.done():
             assert self._loop is not None
             self._task = self._loop.create_task(self._run())
+        elif self.ready:  # a fresh grant (new networks, or a refresh): register with it now
+            self._send_raw(self._alloc_msg())
 
     def _alloc_msg(self) -> bytes:
         g = self._grant
         token = base64.b64decode(g.token)
         self._sent_ts = max(int(time.time() * 1000), self._sent_ts + 1)
         self._sent_at = time.monotonic()
-        return p.encode_alloc(token, self.local_key, g.expires, self._sent_ts)
+        tags = [bytes.fromhex(t) for t in getattr(g, "tags", [])]
+        return p.encode_alloc(token, self.local_key, g.expires, self._sent_ts, tags,
+                              self._cookie)
 
     async def _run(self) -> None:
         last_refresh = 0.0
@@ -152,9 +159,17 @@ class RelayClient(Transport):
                 lambda: _UdpSide(self), remote_addr=parse_endpoint(g.udp), family=socket.AF_INET)
             self._udp = t
             for _ in range(UDP_TRIES):
+                self._challenged = False
                 t.sendto(self._alloc_msg())
                 try:
                     await asyncio.wait_for(self._alloced.wait(), UDP_TIMEOUT)
+                    self._ready("udp", g.udp)
+                    return
+                except (asyncio.TimeoutError, TimeoutError):
+                    if not self._challenged:
+                        continue
+                try:  # the relay answered (a challenge): UDP works, allow a slower echo
+                    await asyncio.wait_for(self._alloced.wait(), 4 * UDP_TIMEOUT)
                     self._ready("udp", g.udp)
                     return
                 except (asyncio.TimeoutError, TimeoutError):
@@ -194,6 +209,7 @@ class RelayClient(Transport):
     def _disconnect(self, reason: str = "disconnected from the relay") -> None:
         if self.readiness is Readiness.READY:
             self.set_readiness(Readiness.LOST, reason)
+        self._cookie = p.NO_COOKIE
         if self._udp is not None:
             self._udp.close()
             self._udp = None
@@ -207,10 +223,21 @@ class RelayClient(Transport):
         kind = data[2]
         if kind == p.DATA and len(data) > p.HEADER_LEN and self._receive is not None:
             self._receive(data[p.HEADER_LEN:], ("relay", data[3:p.HEADER_LEN].hex()))
+        elif kind == p.CHALLENGE:
+            # The relay checks that this address receives what it sends (first
+            # registration, or our NAT moved us): answer with the cookie, once per echo.
+            ch = p.decode_challenge(data)
+            if ch is not None and ch[0] == self._sent_ts and self._grant is not None:
+                self._challenged = True
+                self._cookie = ch[1]
+                self._send_raw(self._alloc_msg())
         elif kind == p.ALLOCED:
-            self._alloced_at = time.monotonic()
-            self.rtt_ms = (self._alloced_at - self._sent_at) * 1000
-            self._alloced.set()
+            # only the answer to our latest ALLOC counts (a stray or replayed one does not)
+            if len(data) >= p.ALLOCED_MSG.size and self._sent_ts \
+                    and p.ALLOCED_MSG.unpack_from(data)[2] == self._sent_ts:
+                self._alloced_at = time.monotonic()
+                self.rtt_ms = (self._alloced_at - self._sent_at) * 1000
+                self._alloced.set()
         elif kind == p.REFUSED:
             self.refused += 1
             if len(data) > 3 and data[3] == p.REFUSE_NOT_REGISTERED and self._grant is not None:

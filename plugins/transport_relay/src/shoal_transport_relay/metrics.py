@@ -33,6 +33,7 @@ class RelayCollector(Collector):
         for reason, n in (("malformed", c.dropped_malformed),
                           ("unregistered", c.dropped_unregistered),
                           ("no_destination", c.dropped_no_destination),
+                          ("no_shared_network", c.dropped_no_shared_network),
                           ("rate", c.dropped_rate), ("refused", c.refused)):
             drops.add_metric([reason], n)
         yield drops

@@ -16,26 +16,28 @@ import logging
 import signal
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shoal.config import MetricsConfig, parse_endpoint, read_toml
-from shoal.control.messages import RelayGrant, Welcome
-from shoal.errors import ConfigError
+from shoal.control.messages import Grants, RelayGrant, Welcome
+from shoal.errors import ConfigError, ShoalError
 from shoal.hookspecs import hookimpl
 from shoal.identity import decode_public_key
+from shoal.log_throttle import install_loop_handler
 from shoal.plugin_api import NodeHandle, NodePlugin
 from shoal.plugin_context import PluginContext
 from shoal.transport import Transport
 
 from shoal_transport_relay.client import RelayClient
-from shoal_transport_relay.protocol import make_token
+from shoal_transport_relay.protocol import make_token, network_tag
 from shoal_transport_relay.service import SECRET_FILE, RelayService, load_secret
 
 log = logging.getLogger(__name__)
 
-GRANT_LIFETIME = 24 * 3600
+GRANT_LIFETIME = 600   # seconds; the server pushes a fresh grant well before expiry
 
 
 def _ep(v: str | None) -> str | None:
@@ -63,6 +65,10 @@ class RelaySettings(BaseModel):
     secret_file: str | None = None     # default: STATE_DIR/relay.secret
     rate_limit_mbps: float = Field(100.0, gt=0, le=100000)
     announce: list[AnnouncedRelay] = Field(default_factory=list)   # standalone relays
+    grant_lifetime: int = Field(GRANT_LIFETIME, ge=30, le=86400)   # seconds
+    max_tcp_connections: int = Field(0, ge=0, le=1_000_000)       # 0: a quarter of the fds
+    max_tcp_per_source: int = Field(64, ge=1, le=100_000)
+    max_registrations: int = Field(65_536, ge=1, le=10_000_000)
 
     _v = field_validator("listen_udp", "listen_tcp", "public_udp", "public_tcp")(_ep)
 
@@ -73,6 +79,10 @@ class StandaloneRelayConfig(BaseModel):
     listen_tcp: str | None = None
     secret_file: str
     rate_limit_mbps: float = Field(100.0, gt=0, le=100000)
+    grant_lifetime: int = Field(GRANT_LIFETIME, ge=30, le=86400)   # as the server's
+    max_tcp_connections: int = Field(0, ge=0, le=1_000_000)
+    max_tcp_per_source: int = Field(64, ge=1, le=100_000)
+    max_registrations: int = Field(65_536, ge=1, le=10_000_000)
     log_level: str = "info"
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)   # [metrics] listen
     _v = field_validator("listen_udp", "listen_tcp")(_ep)
@@ -95,6 +105,9 @@ class RelayNodePlugin(NodePlugin):
 
     def on_login(self, welcome: Welcome) -> None:
         self.client.on_welcome(welcome)
+
+    def on_grants(self, grants: Grants) -> None:
+        self.client.on_welcome(grants)
 
     def collectors(self) -> list[Any]:
         from shoal_transport_relay.metrics import RelayClientCollector
@@ -124,19 +137,27 @@ def shoal_server_register_services(register, context: PluginContext) -> None:  #
     relays: list[tuple[str | None, str | None]] = []
     if settings.listen_udp or settings.listen_tcp:
         service = RelayService(secret, settings.listen_udp, settings.listen_tcp,
-                               settings.rate_limit_mbps * 125_000)
+                               settings.rate_limit_mbps * 125_000,
+                               max_tcp=settings.max_tcp_connections,
+                               max_tcp_per_source=settings.max_tcp_per_source,
+                               max_registrations=settings.max_registrations,
+                               grant_lifetime=settings.grant_lifetime)
         register("relay", service.run)
         server.publish("relay", service)
+        # Logout and eviction end the node's relay registration here at once;
+        # standalone relays see its grant lapse within grant_lifetime.
+        server.add_relay_revoker(
+            lambda key_b64: service.core.revoke(decode_public_key(key_b64), time.time()))
         relays.append((settings.public_udp or settings.listen_udp,
                        settings.public_tcp or settings.listen_tcp))
     relays += [(r.udp, r.tcp) for r in settings.announce]
 
+    lifetime = settings.grant_lifetime
+    server.set_relay_grant_lifetime(lifetime)
+
     def granter(udp: str | None, tcp: str | None):  # type: ignore[no-untyped-def]
-        def grant(key_b64: str) -> RelayGrant:
-            expires = int(time.time()) + GRANT_LIFETIME
-            token = make_token(secret, decode_public_key(key_b64), expires)
-            return RelayGrant(udp=udp, tcp=tcp, token=base64.b64encode(token).decode(),
-                              expires=expires)
+        def grant(key_b64: str, networks: list[str]) -> RelayGrant:
+            return make_grant(secret, key_b64, networks, lifetime, udp=udp, tcp=tcp)
         return grant
 
     for udp, tcp in relays:
@@ -165,11 +186,16 @@ def _cmd_relay_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     service = RelayService(load_secret(cfg.secret_file, create=False), cfg.listen_udp,
-                           cfg.listen_tcp, cfg.rate_limit_mbps * 125_000)
+                           cfg.listen_tcp, cfg.rate_limit_mbps * 125_000,
+                           max_tcp=cfg.max_tcp_connections,
+                           max_tcp_per_source=cfg.max_tcp_per_source,
+                           max_registrations=cfg.max_registrations,
+                           grant_lifetime=cfg.grant_lifetime)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        install_loop_handler(loop, log)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         metrics = None
@@ -187,7 +213,10 @@ def _cmd_relay_run(args: argparse.Namespace) -> int:
         if metrics is not None:
             await metrics.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except OSError as e:
+        raise ShoalError(f"{args.config}: cannot start the relay: {e.strerror or e}") from None
     return 0
 
 
@@ -211,8 +240,13 @@ def secret_path(settings: BaseModel | None, state_dir: str) -> Path:
     return Path(state_dir) / SECRET_FILE
 
 
-def make_grant(secret: bytes, key_b64: str, **where: Any) -> RelayGrant:
-    """A grant for the node ``key_b64`` on the relay sharing ``secret``, reached at ``where``."""
-    expires = int(time.time()) + GRANT_LIFETIME
-    token = make_token(secret, decode_public_key(key_b64), expires)
-    return RelayGrant(token=base64.b64encode(token).decode(), expires=expires, **where)
+def make_grant(secret: bytes, key_b64: str, networks: Sequence[str] = (),
+               lifetime: int = GRANT_LIFETIME, **where: Any) -> RelayGrant:
+    """A grant for the node ``key_b64`` on the relay sharing ``secret``, reached at ``where``,
+    for its active ``networks``: the relay forwards only between nodes whose grants share
+    one."""
+    expires = int(time.time()) + lifetime
+    tags = sorted(network_tag(n) for n in networks)
+    token = make_token(secret, decode_public_key(key_b64), expires, tags)
+    return RelayGrant(token=base64.b64encode(token).decode(), expires=expires,
+                      tags=[t.hex() for t in tags], **where)

@@ -92,8 +92,9 @@ class WssGrant:
 
     url: str             # "wss://203.0.113.10:443/shoal/relay"
     fingerprint: str     # "sha256:<hex>" of the relay's certificate
-    token: bytes         # HMAC(relay secret, node key | expires), see the relay protocol
+    token: bytes         # HMAC(relay secret, node key | expires | tags), see the relay protocol
     expires: int
+    tags: tuple[bytes, ...] = ()   # the node's networks: the relay forwards within them
 
 
 class WssClient(Transport):
@@ -182,6 +183,12 @@ class WssClient(Transport):
         if self._task is None or self._task.done():
             loop = self._loop or asyncio.get_running_loop()
             self._task = loop.create_task(self._run())
+        elif self._ws is not None:
+            # a refreshed grant (new networks, or the old one ageing): register with it now
+            try:
+                write_now(self._ws, self._alloc_msg(grant))
+            except OSError:
+                pass
 
     # ------------------------------------------------------------ connection machine
     def _set(self, state: WssState) -> None:
@@ -241,7 +248,7 @@ class WssClient(Transport):
             self._alloced.clear()
             self._refusal = None
             reader = asyncio.create_task(self._read(ws))
-            write_now(ws, self._alloc_msg(grant))
+            write_now(ws, self._alloc_msg(self._grant or grant))   # the newest grant
             alloced = asyncio.create_task(self._alloced.wait())
             done, _ = await asyncio.wait({alloced, reader}, timeout=REGISTER_TIMEOUT,
                                          return_when=asyncio.FIRST_COMPLETED)
@@ -256,7 +263,7 @@ class WssClient(Transport):
                 done, _ = await asyncio.wait({reader}, timeout=REFRESH)
                 if reader in done:
                     break
-                write_now(ws, self._alloc_msg(grant))
+                write_now(ws, self._alloc_msg(self._grant or grant))
             self._lost(where, "connection closed")
         except OSError as e:
             if self.state is WssState.READY:
@@ -295,7 +302,8 @@ class WssClient(Transport):
     def _alloc_msg(self, grant: WssGrant) -> bytes:
         self._sent_ts = max(int(time.time() * 1000), self._sent_ts + 1)
         self._sent_at = time.monotonic()
-        return p.encode_alloc(grant.token, self.local_key, grant.expires, self._sent_ts)
+        return p.encode_alloc(grant.token, self.local_key, grant.expires, self._sent_ts,
+                              grant.tags)
 
     def _on_message(self, message: bytes | str) -> None:
         match decode_from_relay(message, self.dropped):

@@ -29,7 +29,7 @@ from shoal.plugin_api import NodeHandle, NodePlugin
 from shoal.plugin_context import PluginContext
 from shoal.transport import Transport, require_contract
 
-from shoal_transport_relay.plugin import make_grant, secret_path
+from shoal_transport_relay.plugin import GRANT_LIFETIME, make_grant, secret_path
 from shoal_transport_relay.service import RelayService, load_secret
 from shoal_transport_wss import pinning
 from shoal_transport_wss.client import WssClient, WssGrant
@@ -54,7 +54,8 @@ def grant_from(relays: Sequence[m.RelayGrant]) -> WssGrant | None:
     for g in relays:
         url, pin = g.endpoints.get(URL_KEY), g.endpoints.get(PIN_KEY)
         if url and pin:
-            return WssGrant(url, pin, base64.b64decode(g.token), g.expires)
+            return WssGrant(url, pin, base64.b64decode(g.token), g.expires,
+                            tuple(bytes.fromhex(t) for t in g.tags))
     return None
 
 
@@ -77,6 +78,11 @@ class WssNodePlugin(NodePlugin):
                         "(server: plugins = [\"relay\", \"wss\"] and [plugin.wss] listen)")
             return
         self.client.use_grant(grant)
+
+    def on_grants(self, grants: m.Grants) -> None:
+        grant = grant_from(grants.relays)
+        if grant is not None:
+            self.client.use_grant(grant)
 
     def control_dialer(self) -> Dialer | None:
         proxy = self.settings.proxy
@@ -126,6 +132,8 @@ def shoal_server_register_services(register, context: PluginContext) -> None:  #
         await asyncio.gather(listener.run(service), service.run())
 
     register("wss", run)
+    lifetime = getattr(context.settings_for("relay"), "grant_lifetime", GRANT_LIFETIME)
     server.add_relay_granter(
-        lambda key_b64: make_grant(secret, key_b64, endpoints={URL_KEY: url, PIN_KEY: fp}))
+        lambda key_b64, networks: make_grant(secret, key_b64, networks, lifetime,
+                                             endpoints={URL_KEY: url, PIN_KEY: fp}))
     log.info("wss relay %s, certificate %s (%s)", url, fp, cert)
