@@ -259,3 +259,47 @@ def test_path_choice_across_third_party_transports(tmp_path):
         await asyncio.gather(*tasks)
 
     asyncio.run(main())
+
+
+class SignalParty:
+    """An in-process plugin that handles signals of one kind."""
+
+    def __init__(self, kind: str, got: list) -> None:
+        self.kind, self.got = kind, got
+
+    @hookimpl
+    def shoal_node_plugin(self, node: NodeHandle) -> NodePlugin:
+        party = self
+
+        class P(NodePlugin):
+            def start(self) -> None:
+                node.register_signal_handler(party.kind, lambda k, d: party.got.append((k, d)))
+
+        return P()
+
+
+def test_signals_reach_the_plugin_of_their_kind_and_kinds_collide_loudly(tmp_path):
+    from shoal.control import messages as m
+
+    identity.load_or_create(tmp_path / "a")
+    net, got = FakeNetwork(), []
+    node, _ = make_node(node_config(tmp_path, "a", A_IP), [
+        ("third", ThirdParty(net, ("192.0.2.1", 1), "third")), ("sig", SignalParty("sig", got))])
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(node.run(stop))
+        await asyncio.wait_for(node.ready.wait(), 5)
+        sender = identity.StaticKeypair.generate().public_b64
+        node._on_signal(m.Signal(sender=sender, kind="sig", data="hello"))
+        node._on_signal(m.Signal(sender=sender, kind="other", data="dropped"))
+        assert got == [(identity.decode_public_key(sender), "hello")]
+        stop.set()
+        await task
+
+    asyncio.run(main())
+    clash, _ = make_node(node_config(tmp_path, "a", A_IP), [
+        ("third", ThirdParty(net, ("192.0.2.1", 2), "third")),
+        ("one", SignalParty("sig", [])), ("two", SignalParty("sig", []))])
+    with pytest.raises(PluginError, match=r"plugins 'one' and 'two' both handle signal kind"):
+        asyncio.run(clash.run(asyncio.Event()))
