@@ -107,3 +107,12 @@ def test_probe_parser_never_raises_anything_but_bad_probe(data):
             pp.open_(_AEAD, packet)
         except pp.BadProbe:
             pass
+
+
+def test_a_reported_kind_wins_over_a_learned_one():
+    tab = PeerPaths("bob")
+    ep = ("203.0.113.50", 49152)          # a peer's TURN relayed address, reached over UDP
+    tab.learn(Path.over(UDP, ep), 1.0)
+    tab.offer(Path(UDP, ep, PathKind.RELAYED), 0.02, 2.0, "ice: relay candidate")
+    [f] = tab.figures({id(UDP): 0})
+    assert f.path.kind is PathKind.RELAYED

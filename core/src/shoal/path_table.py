@@ -108,6 +108,7 @@ class PeerPaths:
 
     def offer(self, path: Path, rtt: float | None, now: float, why: str) -> None:
         e = self.entry(path, now)
+        e.path = path          # the reporting plugin knows the kind (e.g. a TURN relay address)
         e.reported = True
         e.ok(now, rtt, self.peer, why)
 
