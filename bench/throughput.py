@@ -43,6 +43,7 @@ from vpn_anchors import TUN_MTU, UNDER_A, UNDER_B, WG_SOCK_DIR, Anchor, Shoal
 VETH_MTU = 1500
 IPERF_PORT = 5201
 VPNS = ("shoal", "wireguard-go", "nebula", "openvpn")
+EXTRA_VPNS = ("shoal-plain",)   # Shoal without offloads, on request
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 PING_RE = re.compile(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
@@ -298,12 +299,12 @@ def table(summary: dict[str, Any], labels: dict[str, str]) -> list[str]:
 
 def comparisons(summary: dict[str, Any], loss: dict[str, Any] | None) -> dict[str, Any]:
     """Shoal against the fastest anchor (throughput) and against wireguard-go (RTT, loss)."""
-    anchors = {k: v for k, v in summary.items() if k != "shoal" and v["mbps_median"]}
+    anchors = {k: v for k, v in summary.items() if not k.startswith("shoal") and v["mbps_median"]}
     fastest = max(anchors, key=lambda k: anchors[k]["mbps_median"]) if anchors else None
     s = summary.get("shoal", {})
     out: dict[str, Any] = {"fastest_anchor": fastest, "throughput_vs": {}, "cpu_vs": {}}
     for k, v in summary.items():
-        if k != "shoal":
+        if k != "shoal":  # shoal-plain too: offloads against none
             out["throughput_vs"][k] = ratio(s.get("mbps_median"), v["mbps_median"])
             out["cpu_vs"][k] = ratio(s.get("cpu_s_per_gbit_median"), v["cpu_s_per_gbit_median"])
     out["throughput_vs_fastest"] = out["throughput_vs"].get(fastest) if fastest else None
@@ -365,7 +366,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cipher", choices=["chacha20-poly1305", "aes-256-gcm"],
                     default="aes-256-gcm", help="Shoal data cipher (default aes-256-gcm)")
     ap.add_argument("--vpns", default=",".join(VPNS),
-                    help=f"comma-separated subset of {','.join(VPNS)} (default: all)")
+                    help=f"comma-separated subset of {','.join(VPNS + EXTRA_VPNS)} "
+                         f"(default: {','.join(VPNS)})")
     ap.add_argument("--loss", type=float, default=1.0,
                     help="%% UDP loss for the extra Shoal vs wireguard-go comparison "
                          "(default 1; 0 skips it)")
@@ -376,9 +378,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the lab directory (logs)")
     a = ap.parse_args(argv)
     a.vpns = [v.strip() for v in a.vpns.split(",") if v.strip()]
-    unknown = [v for v in a.vpns if v not in VPNS]
+    unknown = [v for v in a.vpns if v not in VPNS + EXTRA_VPNS]
     if unknown:
-        ap.error(f"unknown VPN(s) {', '.join(unknown)}; choose from {', '.join(VPNS)}")
+        ap.error(f"unknown VPN(s) {', '.join(unknown)}; choose from "
+                 f"{', '.join(VPNS + EXTRA_VPNS)}")
     if a.runs < 1 or a.seconds < 1 or a.ping_count < 1 or a.loss_runs < 1:
         ap.error("--runs, --loss-runs, --seconds and --ping-count must be at least 1")
     if not 0 <= a.loss < 100:

@@ -249,4 +249,6 @@ class OpenVpn(Anchor):
 
 
 def anchors(cipher: str) -> dict[str, Anchor]:
-    return {a.name: a for a in (Shoal(cipher), WireguardGo(), Nebula(), OpenVpn())}
+    plain = Shoal(cipher, offload=False, suffix="p")
+    plain.name = "shoal-plain"
+    return {a.name: a for a in (Shoal(cipher), WireguardGo(), Nebula(), OpenVpn(), plain)}
