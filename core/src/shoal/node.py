@@ -107,6 +107,7 @@ class Node:
         self._closing = False
         self._announced: tuple[list[str], m.NatInfo] | None = None   # last traversal report
         self.api_dispatch = NodeApi(self)
+        self._reported: list[str] | None = None    # candidates last sent to the server
 
     # ------------------------------------------------------------ plugins
     def _create_plugins(self) -> Transport:
@@ -282,7 +283,11 @@ class Node:
             endpoints = [f"{ip}:{port}" for ip in host_addresses(self.cfg.interface.name)] \
                 if port else []
             nat = m.NatInfo()
-        self.control.report(m.Report(endpoints=self._candidates(endpoints), nat=nat))
+        candidates = self._candidates(endpoints)
+        if candidates == self._reported:
+            return  # nothing new (e.g. a relay client flapping): peers are not disturbed
+        self._reported = candidates
+        self.control.report(m.Report(endpoints=candidates, nat=nat))
 
     # ------------------------------------------------------------ control plane
     def _candidates(self, main_endpoints: list[str]) -> list[str]:
@@ -298,7 +303,8 @@ class Node:
     def announce(self, endpoints: list[str], nat: m.NatInfo) -> None:
         self._announced = (list(endpoints), nat)
         if self.control is not None:
-            self.control.report(m.Report(endpoints=self._candidates(endpoints), nat=nat))
+            self._reported = self._candidates(endpoints)
+            self.control.report(m.Report(endpoints=self._reported, nat=nat))
 
     def send_signal(self, peer_key: bytes, kind: str, data: str) -> None:
         if self.control is not None:
@@ -321,8 +327,9 @@ class Node:
 
         def endpoints() -> list[str]:
             port = udp_port()
-            return self._candidates([f"{ip}:{port}" for ip in host_addresses(iface)]
-                                    if port else [])
+            self._reported = self._candidates([f"{ip}:{port}" for ip in host_addresses(iface)]
+                                              if port else [])
+            return self._reported
 
         def udp_port() -> int:
             for ep in engine.transport.local_endpoints():
