@@ -104,9 +104,11 @@ def run_node_loop(coro: Any) -> None:
 
     The data plane is a set of reader callbacks; uvloop dispatches them from C,
     which takes about a quarter of an idle round trip's user-space time off
-    (bench/latency.py measures both).
+    (bench/latency.py measures both). ``SHOAL_EVENT_LOOP=asyncio`` forces asyncio's own.
     """
     try:
+        if os.environ.get("SHOAL_EVENT_LOOP") == "asyncio":
+            raise ImportError("asyncio's own loop asked for")
         import uvloop
     except ImportError:
         asyncio.run(coro)
