@@ -154,6 +154,7 @@ class PostgresStore:
         self._progress = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._lease_conn: asyncpg.Connection | None = None
+        self._lease_lock = asyncio.Lock()
         self.available = True
         # Per "n NETWORK" / "p KEY": how many of this server's own changes were started.
         # A reader that saw the count move while it read knows its rows may predate them.
@@ -513,6 +514,10 @@ class PostgresStore:
     # ------------------------------------------------------------ leases
     async def _on_lease_conn(self, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
         """Leases use a connection of their own: a busy pool must never let them lapse."""
+        async with self._lease_lock:   # one operation at a time on that connection
+            return await self._lease_op(fn)
+
+    async def _lease_op(self, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
         conn = self._lease_conn
         try:
             if conn is None or conn.is_closed():
