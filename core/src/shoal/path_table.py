@@ -36,7 +36,7 @@ MAX_PATHS = 24
 PROBE_INTERVAL = 0.5
 RETRY_INTERVAL = 2.0
 PROBE_TIMEOUT = 1.0
-DEAD_AFTER = 2.0
+DEAD_AFTER = 1.5  # three keepalive probes unanswered in a row
 WINDOW = 16
 MAX_OUTSTANDING = 8
 
@@ -134,7 +134,7 @@ class PeerPaths:
                     self.by_txid.pop(t, None)
                     e.outcomes.append(False)
             if e.state is PathState.USABLE and not e.reported and now - e.last_ok > DEAD_AFTER:
-                e.set_state(PathState.LOST, self.peer, f"no answer for {DEAD_AFTER:.0f} s")
+                e.set_state(PathState.LOST, self.peer, f"no answer for {DEAD_AFTER:g} s")
             if e.reported or now < e.next_probe or len(e.outstanding) >= MAX_OUTSTANDING:
                 continue
             t = txid or new_txid()

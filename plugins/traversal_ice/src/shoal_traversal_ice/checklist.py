@@ -40,7 +40,7 @@ RTO = 0.15
 MAX_TRIES = 8
 KEEPALIVE = 0.5
 FAILED_RETRY = 3.0
-DEAD_AFTER = 2.0
+DEAD_AFTER = 1.5  # three keepalive probes unanswered in a row
 
 Addr = tuple[str, int]
 
