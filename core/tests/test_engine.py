@@ -49,6 +49,12 @@ class Pair:
         for _ in range(rounds):
             await asyncio.sleep(0.005)
 
+    async def initiation_from_a(self) -> bytes:
+        """Run a's timers once and return the handshake initiation it sends."""
+        self.net.sent.clear()
+        await self.tick()
+        return next(d for d, s, _ in self.net.sent if d[:4] == wire.INIT_PREFIX and s == A_EP)
+
     async def tick(self, dt: float = 0.25):
         self.clock.t += dt
         self.a.tick()
@@ -235,9 +241,7 @@ def test_replayed_initiation_rejected_and_unknown_key_refused():
     async def main():
         p = Pair()
         await p.start()
-        p.net.sent.clear()
-        await p.tick()
-        init = next(d for d, s, _ in p.net.sent if d[:4] == wire.INIT_PREFIX and s == A_EP)
+        init = await p.initiation_from_a()
         before = p.b.drops.handshake
         p.b.on_datagram(init, A_EP)
         await p.settle()
@@ -349,9 +353,7 @@ def test_initiations_from_one_source_are_rate_limited():
     async def main():
         p = Pair()
         await p.start()
-        p.net.sent.clear()
-        await p.tick()
-        init = next(d for d, s, _ in p.net.sent if d[:4] == wire.INIT_PREFIX and s == A_EP)
+        init = await p.initiation_from_a()
         for _ in range(100):  # valid mac1, same packet replayed from one host
             p.b.on_datagram(init, A_EP)
         await p.settle()

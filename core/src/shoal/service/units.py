@@ -40,49 +40,28 @@ ProtectHome=yes
 PrivateTmp=yes
 """
 
-_TEMPLATES = {
-    "shoal@.service": """\
+_TEMPLATE = """\
 [Unit]
-Description=Shoal VPN node %i
+Description={description}
 After=network-online.target
 Wants=network-online.target
 
 [Service]
 Type=simple
-ExecStart={shoal} up -c {config_dir}/%i.toml
+ExecStart={shoal} {command} -c {config_dir}/{config}
 {common}
 [Install]
 WantedBy=multi-user.target
-""",
-    "shoal-server.service": """\
-[Unit]
-Description=Shoal coordination server
-After=network-online.target
-Wants=network-online.target
+"""
 
-[Service]
-Type=simple
-ExecStart={shoal} server run -c {config_dir}/server.toml
-{common}
-[Install]
-WantedBy=multi-user.target
-""",
-    "shoal-relay.service": """\
-[Unit]
-Description=Shoal standalone relay
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-Type=simple
-ExecStart={shoal} relay run -c {config_dir}/relay.toml
-{common}
-[Install]
-WantedBy=multi-user.target
-""",
+#: unit file -> (description, shoal subcommand, config file under config_dir)
+_UNITS = {
+    "shoal@.service": ("Shoal VPN node %i", "up", "%i.toml"),
+    "shoal-server.service": ("Shoal coordination server", "server run", "server.toml"),
+    "shoal-relay.service": ("Shoal standalone relay", "relay run", "relay.toml"),
 }
 
-UNITS = tuple(_TEMPLATES)
+UNITS = tuple(_UNITS)
 
 
 def shoal_executable() -> str:
@@ -96,7 +75,9 @@ def shoal_executable() -> str:
 def render(unit: str, shoal: str, config_dir: str = CONFIG_DIR) -> str:
     if " " in shoal or " " in config_dir:
         raise ValueError("paths with spaces cannot go on an ExecStart line unquoted")
-    return _TEMPLATES[unit].format(shoal=shoal, config_dir=config_dir, common=_COMMON)
+    description, command, config = _UNITS[unit]
+    return _TEMPLATE.format(description=description, shoal=shoal, command=command,
+                            config_dir=config_dir, config=config, common=_COMMON)
 
 
 def install(unit_dir: str = UNIT_DIR, shoal: str | None = None, config_dir: str = CONFIG_DIR,
