@@ -4,7 +4,7 @@ one from ``scripts/fuzz.sh``.
 ``@parser_fuzz(strategy, ...)`` turns ``fn(*examples)`` into a pytest test. In
 CI it runs ``CI_EXAMPLES`` examples. With ``SHOAL_FUZZ_SECONDS=N`` it keeps
 drawing fresh batches for N seconds and appends one line of figures (examples,
-seconds, failures) to ``SHOAL_FUZZ_REPORT`` if set. A failure raises as usual,
+wall-clock and CPU seconds, failures) to ``SHOAL_FUZZ_REPORT`` if set. A failure raises as usual,
 with hypothesis' shrunk example, so it can be pasted as a regression test.
 """
 
@@ -48,6 +48,7 @@ def parser_fuzz(*strategies: SearchStrategy[Any]) -> Callable[[Callable[..., Non
                 ci()
                 return
             start = time.monotonic()
+            cpu = time.process_time()
             calls[0] = 0
             failed = "passed"
             try:
@@ -59,7 +60,8 @@ def parser_fuzz(*strategies: SearchStrategy[Any]) -> Callable[[Callable[..., Non
             finally:
                 report = os.environ.get("SHOAL_FUZZ_REPORT")
                 line = (f"{fn.__module__}.{fn.__name__}: {calls[0]} examples in "
-                        f"{time.monotonic() - start:.0f} s, {failed}\n")
+                        f"{time.monotonic() - start:.0f} s "
+                        f"({time.process_time() - cpu:.0f} s CPU), {failed}\n")
                 if report:
                     with open(report, "a") as f:
                         f.write(line)
