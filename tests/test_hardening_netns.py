@@ -6,14 +6,17 @@ Topology (one switch)::
              203.0.113.11 (a second server, registration = "key", control :7400)
     alice    203.0.113.21   network "a" (owner)
     bob      203.0.113.22   network "b" (owner)
-    carol    203.0.113.23   starts during the TCP flood
+    carol    203.0.113.23   starts during the relay TCP flood
+    frank    203.0.113.27   starts during the control port flood
     dave     203.0.113.25   no pre-auth key, against the "key" server
     erin     203.0.113.26   with a pre-auth key, against the "key" server
     x        203.0.113.66..90  the attacker: relay abuse (tests/relay_abuse.py), TCP flood
 
 Checks: the relay forwards only between nodes sharing a network; a spoofed
 re-registration does not move a binding; 5,000 idle relay TCP connections
-neither block logins nor flood the log; registration = "key" refuses a node
+neither block logins nor flood the log; 19,000 connections to the control
+port that never finish their handshake neither block a login nor keep the
+server's memory once they are gone; registration = "key" refuses a node
 without a key in one clear line and lets one with a key in; the sixth wrong
 password within the window is refused with a retry-after, and the right one
 works after the wait.
@@ -79,11 +82,46 @@ for s in socks:
 print("alive", alive, flush=True)
 """
 
+# Opens N connections to the control port from the given sources (sending a
+# length prefix and then nothing, like a stalled handshake), holds them HOLD
+# seconds, closes them all and prints what it did.
+CONTROL_FLOOD = """\
+import resource, socket, sys, time
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+host, port, hold, n = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+sources = sys.argv[5].split(",")
+socks = []
+for i in range(min(n, hard - 100)):
+    s = socket.socket()
+    s.setblocking(False)
+    s.bind((sources[i % len(sources)], 0))
+    try:
+        s.connect((host, port))
+    except BlockingIOError:
+        pass
+    socks.append(s)
+    if i % 1000 == 999:
+        time.sleep(0.05)
+time.sleep(0.5)
+for s in socks:
+    try:
+        s.send(b"\\x00\\x60")
+    except OSError:
+        pass
+print("opened", len(socks), flush=True)
+time.sleep(hold)
+for s in socks:
+    s.close()
+print("closed", flush=True)
+"""
+
 
 @dataclass
 class World:
     lab: Lab
     srv: str
+    server_pid: int
     attacker: str
     server_key: str
     key_server_cfg: Path
@@ -114,7 +152,7 @@ def world() -> Iterator[World]:
         lab.sh(srv, f"ip addr add {KEY_SERVER_IP}/24 dev {iface}")
         nss = {}
         for name, last in (("alice", 21), ("bob", 22), ("carol", 23), ("dave", 25),
-                           ("erin", 26)):
+                           ("erin", 26), ("frank", 27)):
             nss[name] = lab.ns(name[:3])
             lab.attach(sw, nss[name], f"203.0.113.{last}/24")
         attacker = lab.ns("x")
@@ -124,7 +162,7 @@ def world() -> Iterator[World]:
         cfg = server_config(lab)
         cfg.write_text(cfg.read_text() + f"[limits]\nwindow = {WINDOW}\n")
         server_key = lab.shoal(srv, "server", "init", "-c", str(cfg)).stdout.split()[-1]
-        lab.spawn(srv, [SHOAL, "server", "run", "-c", str(cfg)], "server")
+        server = lab.spawn(srv, [SHOAL, "server", "run", "-c", str(cfg)], "server")
         wait_until(lambda: "listening" in lab.log_text("server"), 30, what="the server to listen")
         key_cfg = lab.write("key-server.toml", f'''state_dir = "{lab.dir}/key-server"
 listen = "{KEY_SERVER_IP}:7400"
@@ -143,7 +181,7 @@ registration = "key"
             keys[n.name] = st["node"]["public_key"]
             wait_until(lambda n=n: n.status(lab).get("relay", {}).get("ready"), 30,
                        what=f"{n.name}'s relay registration")
-        yield World(lab, srv, attacker, server_key, key_cfg, key_server_key, nodes, keys)
+        yield World(lab, srv, server.pid, attacker, server_key, key_cfg, key_server_key, nodes, keys)
 
 
 def _malformed(w: World, name: str) -> int:
@@ -210,6 +248,43 @@ def test_idle_relay_tcp_flood_neither_blocks_logins_nor_floods_the_log(world: Wo
     assert len(text) < 20_000, text[-2000:]
     assert "Traceback" not in text
     assert text.count("refusing TCP connections") <= 3, text[-2000:]
+
+
+def _rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def test_control_port_flood_neither_blocks_logins_nor_keeps_memory(world: World) -> None:
+    lab = world.lab
+    pid = world.server_pid
+    # started from the command line, the server runs on the C allocator (shoal.memory)
+    assert b"PYTHONMALLOC=malloc" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    base = _rss_mib(pid)
+    flood = lab.spawn(world.attacker, [sys.executable, "-c", CONTROL_FLOOD, SERVER_IP, "7400",
+                                       "20", "19000", ",".join(FLOOD_SOURCES)], "control-flood")
+    wait_until(lambda: "opened" in lab.log_text("control-flood"), 60,
+               what="the control flood to open")
+    peak = _rss_mib(pid)
+    started = time.monotonic()
+    frank = _spawn(lab, _ns(world, "fra"), "frank", world.server_key, [("a", "pw-a", False)])
+    assert wait_online(lab, frank, timeout=20)["node"]["online"]
+    took = time.monotonic() - started
+    while flood.poll() is None:
+        peak = max(peak, _rss_mib(pid))
+        time.sleep(0.5)
+    assert "closed" in lab.log_text("control-flood"), lab.log_text("control-flood")[-2000:]
+    ended = time.monotonic()
+    # the server notices the flood is over within its 10 s housekeeping and trims
+    wait_until(lambda: _rss_mib(pid) <= base + 16, 40,
+               what=f"the server's memory to come back (base {base:.0f} MiB, "
+                    f"peak {peak:.0f} MiB, now {_rss_mib(pid):.0f} MiB)")
+    metrics = lab.log_text("server")
+    print(f"control flood: login took {took:.2f} s; server RSS {base:.1f} MiB before, "
+          f"{peak:.1f} MiB at the peak, {_rss_mib(pid):.1f} MiB "
+          f"{time.monotonic() - ended:.0f} s after the flood")
+    assert metrics.count("closing the oldest") + metrics.count("refusing control") <= 12
+    assert "Traceback" not in metrics
 
 
 def _ns(w: World, short: str) -> str:

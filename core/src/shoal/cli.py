@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import Any
 
-from shoal import __version__, api
+from shoal import __version__, api, memory
 from shoal.config import load_node_config
 from shoal.errors import ShoalError
 from shoal.plugins import list_plugins, load_plugins
@@ -253,6 +253,7 @@ def cmd_server_run(args: argparse.Namespace) -> int:
     from shoal.config import plugin_settings
     from shoal.server.app import Server
 
+    memory.prefer_system_malloc()   # so a flood's memory can be given back
     cfg = load_server_config(args.config)
     _setup_logging("debug" if args.verbose else cfg.log_level)
     _private_files()
@@ -643,6 +644,8 @@ def _register_plugin_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:   # the ``shoal`` command itself, not a call from Python
+        memory.FROM_COMMAND_LINE = True
     parser = build_parser()
     _register_plugin_commands(parser)
     args = parser.parse_args(argv)

@@ -349,6 +349,7 @@ class LimitsConfig(Strict):
     connections: int = Field(0, ge=0, le=10_000_000)    # 0: half the process's descriptors
     connections_per_source: int = Field(512, ge=1, le=10_000_000)
     handshakes: int = Field(1024, ge=1, le=1_000_000)   # connections still in the handshake
+    handshakes_per_source: int = Field(64, ge=1, le=1_000_000)   # beyond: its oldest is shed
     hash_workers: int = Field(2, ge=1, le=64)
     hash_queue_per_source: int = Field(64, ge=1, le=100_000)
     hash_queue: int = Field(1024, ge=1, le=1_000_000)

@@ -42,11 +42,17 @@ from pathlib import Path
 from typing import Any
 
 from shoal.config import ServerConfig, parse_endpoint
-from shoal.conn_limits import ConnectionLimits, descriptor_budget, raise_nofile_limit
+from shoal.conn_limits import (
+    ConnectionLimits,
+    HandshakeSlots,
+    descriptor_budget,
+    raise_nofile_limit,
+)
 from shoal.control import messages as m
 from shoal.control.channel import Channel, ChannelError
 from shoal.identity import StaticKeypair, encode_key
 from shoal.log_throttle import LogThrottle, install_loop_handler
+from shoal.memory import PeakWatch, give_back
 from shoal.server import auth_keys, discovery
 from shoal.server.auth_key_store import auth_key_store
 from shoal.server.auth_keys import AuthKeyRecord
@@ -78,6 +84,7 @@ STALE_CODES = ("no_such_network", "not_member", "not_owner")
 class ServerCounters:
     connections: int = 0
     refused_connections: int = 0
+    shed_handshakes: int = 0      # unfinished handshakes closed to make room for newer ones
     rate_limited: int = 0
     logins: int = 0
     bad_handshakes: int = 0
@@ -147,8 +154,8 @@ class Server:
         self.hash_pool = FairHashPool(lim.hash_workers, lim.hash_queue_per_source,
                                       lim.hash_queue)
         self.throttle = LogThrottle(log)
-        self._handshaking = 0
-        self._conn_peak = 0
+        self.handshakes = HandshakeSlots(lim.handshakes, lim.handshakes_per_source)
+        self._conn_peak = PeakWatch()
         self._tcp: asyncio.base_events.Server | None = None
         self._discovery: list[asyncio.DatagramTransport] = []
         self.ready = asyncio.Event()
@@ -221,10 +228,8 @@ class Server:
         while True:
             await asyncio.sleep(10)
             self.limits.sweep(time.monotonic())
-            if self._conn_peak > 2 * self.conns.total + 1000:
-                self._conn_peak = self.conns.total
-                gc.collect()
-                _malloc_trim()
+            if self._conn_peak.fallen(self.conns.total):
+                give_back()
 
     # ------------------------------------------------------------ delivery
     def deliver(self, outbox: Outbox) -> None:
@@ -323,15 +328,16 @@ class Server:
         self.counters.connections += 1
         peer = writer.get_extra_info("peername")
         peer_ip = peer[0] if peer else "?"
-        if self._handshaking >= self.cfg.limits.handshakes or not self.conns.try_open(peer_ip):
+        if not self.conns.try_open(peer_ip):
             self.counters.refused_connections += 1
             self.throttle.log(logging.WARNING, "control cap",
                               "refusing control connections (%d open, %d in the handshake; "
-                              "at most %d, %d per source)", self.conns.total, self._handshaking,
-                              self.conns.max_total, self.conns.max_per_source)
+                              "at most %d, %d per source)", self.conns.total,
+                              self.handshakes.total, self.conns.max_total,
+                              self.conns.max_per_source)
             writer.transport.abort()
             return
-        self._conn_peak = max(self._conn_peak, self.conns.total)
+        self._conn_peak.see(self.conns.total)
         try:
             await self._serve(reader, writer, peer_ip)
         finally:
@@ -345,12 +351,22 @@ class Server:
         ch = Channel(self.keypair, initiator=False)
         session: Session | None = None
         try:
-            self._handshaking += 1
+            # A full table of unfinished handshakes sheds its oldest (a flood's
+            # stale connections), so this one still gets its chance.
+            shed_before = self.handshakes.shed
+            slot = self.handshakes.enter(peer_ip, writer.transport.abort)
+            if self.handshakes.shed != shed_before:
+                self.counters.shed_handshakes += self.handshakes.shed - shed_before
+                self.throttle.log(logging.WARNING, "handshake shed",
+                                  "control port: %d connections in the handshake (at most %d, "
+                                  "%d per source); closing the oldest",
+                                  self.handshakes.total, self.handshakes.max_total,
+                                  self.handshakes.max_per_source)
             try:
                 hello, pending = await asyncio.wait_for(self._handshake(ch, reader, writer),
                                                         HANDSHAKE_TIMEOUT)
             finally:
-                self._handshaking -= 1
+                self.handshakes.leave(slot)
             assert ch.remote_static is not None
             key = encode_key(ch.remote_static)
             session = Session(key, ch, writer, peer_ip)
@@ -699,16 +715,6 @@ class Server:
                               "write_backlog": store.backlog}
         return out
 
-
-
-def _malloc_trim() -> None:
-    """Return freed heap pages to the system (glibc); a no-op elsewhere."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 async def _maybe_await(value: Any) -> Any:

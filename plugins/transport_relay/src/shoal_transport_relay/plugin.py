@@ -177,8 +177,10 @@ def shoal_metrics_register_collectors(register, context: PluginContext) -> None:
 # ------------------------------------------------------------------ CLI
 def _cmd_relay_run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
+    from shoal import memory
     from shoal.config import _format_validation_error
 
+    memory.prefer_system_malloc()   # so a flood's memory can be given back
     try:
         cfg = StandaloneRelayConfig.model_validate(read_toml(args.config))
     except ValidationError as e:

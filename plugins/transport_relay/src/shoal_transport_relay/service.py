@@ -17,7 +17,8 @@ process's descriptors, so an in-server relay leaves the control port room);
 a connection must register within ``TCP_FIRST_MESSAGE`` seconds, send each
 frame within ``TCP_FRAME_TIMEOUT`` of its length, and is closed after
 ``TCP_IDLE`` seconds of silence; a reader that does not keep up loses
-packets, not the relay's memory. Repeated errors are logged once per interval
+packets, not the relay's memory, and the memory of a flood's connections is
+given back once it is over (``shoal.memory``). Repeated errors are logged once per interval
 with a count.
 """
 
@@ -37,6 +38,7 @@ from shoal.config import parse_endpoint
 from shoal.conn_limits import ConnectionLimits, descriptor_budget, raise_nofile_limit
 from shoal.errors import ShoalError
 from shoal.log_throttle import LogThrottle
+from shoal.memory import PeakWatch, give_back
 
 from shoal_transport_relay.protocol import REGISTRATION_TTL, RelayCore
 
@@ -112,6 +114,7 @@ class RelayService:
         self.throttle = LogThrottle(log)
         self.dropped_slow = 0
         self.timeouts = 0
+        self._tcp_peak = PeakWatch()
         self._udp = _Udp(self)
         self._front_ends: dict[str, FrontEndSend] = {"udp": self._udp.sendto,
                                                      "tcp": self._tcp_send}
@@ -169,6 +172,8 @@ class RelayService:
             while True:
                 await asyncio.sleep(10)
                 self.core.expire(time.monotonic(), time.time())
+                if self._tcp_peak.fallen(self.tcp_limits.total):
+                    give_back()   # a flood of connections is over
         finally:
             for c in closers:
                 c()
@@ -183,6 +188,7 @@ class RelayService:
                               self.tcp_limits.total, self.tcp_limits.max_per_source)
             writer.transport.abort()
             return
+        self._tcp_peak.see(self.tcp_limits.total)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

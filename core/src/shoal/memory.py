@@ -1,0 +1,66 @@
+"""Giving memory back to the system once a flood is over.
+
+A server or relay facing the internet may hold thousands of connections for a
+few seconds (a flood of stalled handshakes) and then only its usual few. The
+objects of those connections are freed, but CPython's small-object allocator
+(pymalloc) returns a 1 MiB arena only when every object in it is gone, and a
+flood's arenas stay pinned by the few long-lived objects allocated among them.
+With the C library's allocator instead, ``malloc_trim(0)`` hands every free
+page back. Measured in one process with 8,000 stalled control connections:
+pymalloc 54 -> 145 -> 88 MiB after the trim, the C allocator 55 -> 150 -> 58 MiB.
+
+So the long-running services (``shoal server run``, ``shoal relay run``) start
+again under ``PYTHONMALLOC=malloc`` when launched from the command line (not
+when the variable is already set, nor when called in-process), and call
+``give_back()`` when their connection count has fallen far below its peak.
+There is no maintained library for this; it is a few lines around libc.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import sys
+
+#: set by ``shoal.cli.main`` when it runs as the ``shoal`` command (not in-process)
+FROM_COMMAND_LINE = False
+
+
+def prefer_system_malloc() -> None:
+    """Re-run this command under ``PYTHONMALLOC=malloc`` (same PID, same arguments)."""
+    if not FROM_COMMAND_LINE or os.environ.get("PYTHONMALLOC"):
+        return
+    os.environ["PYTHONMALLOC"] = "malloc"
+    try:
+        os.execv(sys.executable, [sys.executable, "-m", "shoal", *sys.argv[1:]])
+    except OSError:
+        del os.environ["PYTHONMALLOC"]   # carry on with pymalloc
+
+
+def give_back() -> None:
+    """Collect garbage and return freed heap pages to the system (glibc; else a no-op)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class PeakWatch:
+    """Says when a count (open connections) has fallen far below its peak: time to
+    ``give_back()``."""
+
+    def __init__(self, slack: int = 1000) -> None:
+        self.peak = 0
+        self.slack = slack
+
+    def see(self, n: int) -> None:
+        self.peak = max(self.peak, n)
+
+    def fallen(self, n: int) -> bool:
+        """True once per flood: the count is well below the peak (which resets to it)."""
+        if self.peak > 2 * n + self.slack:
+            self.peak = n
+            return True
+        return False
