@@ -9,7 +9,10 @@ given) to get a real relay grant, registers at the relay over UDP, then:
   counts them as malformed) to TARGET_KEY;
 * ``spoof``: first sends a fresh, validly signed ALLOC for its own key from
   the spoofed source SPOOF_FROM (ip:port, a raw IPv4 socket), then does
-  ``send`` from its real address.
+  ``send`` from its real address;
+* ``logout``: logs out (which revokes its grants), then for up to 5 s sends
+  a SEND and an ALLOC with its old grant every 50 ms until the relay refuses
+  both; prints the refusals and how long after the logout they came.
 
 Prints one JSON line: replies received by kind.
 """
@@ -65,7 +68,8 @@ async def main() -> None:
             if grants and grants[0].tags:
                 break
             await asyncio.sleep(0.1)
-    g = grants[0]
+    # the grant for the relay under test (the server may announce several)
+    g = next((x for x in grants if x.udp == relay), grants[0])
     token = base64.b64decode(g.token)
     tags = [bytes.fromhex(t) for t in g.tags]
     host, port = relay.rsplit(":", 1)
@@ -89,6 +93,26 @@ async def main() -> None:
             await asyncio.sleep(0.01)
             raw.sendto(udp_packet((ip, int(sport)), dst, alloc(cookie)), (host, 0))
         await asyncio.sleep(0.2)
+    if mode == "logout":
+        await asyncio.sleep(1.1)   # revocations count whole seconds: log out in a later one
+        task.cancel()
+        await client.bye()
+        out_at = time.monotonic()
+        refusals: dict[str, float] = {}
+        s.setblocking(False)
+        while len(refusals) < 2 and time.monotonic() - out_at < 5:
+            s.send(p.encode_send(p.node_id(decode_public_key(target)), b"\xfe"))
+            s.send(alloc())
+            await asyncio.sleep(0.05)
+            while True:
+                try:
+                    r = s.recv(2048)
+                except BlockingIOError:
+                    break
+                if r[2] == p.REFUSED and len(r) > 3:
+                    refusals.setdefault(f"refused{r[3]}", round(time.monotonic() - out_at, 3))
+        print(json.dumps({"refusals": refusals}), flush=True)
+        return
     replies: dict[str, int] = {}
     dst_id = p.node_id(decode_public_key(target))
     s.setblocking(False)

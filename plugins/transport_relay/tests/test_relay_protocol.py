@@ -174,3 +174,37 @@ def test_malformed_and_expiry():
     register(core, A_KEY, A_ADDR)
     core.expire(p.REGISTRATION_TTL + 1)
     assert not core.by_id and not core.by_addr
+
+
+def test_revoke_message_from_the_server_drops_older_grants_only():
+    core = p.RelayCore(SECRET, grant_lifetime=600)
+    register(core, A_KEY, A_ADDR)
+    register(core, B_KEY, B_ADDR)
+    server = ("udp", ("203.0.113.10", 40000))
+    msg = p.encode_revoke(SECRET, A_KEY, int(WALL) + 5, int((WALL + 5) * 1000))
+    out = core.handle(msg, server, 5.0, WALL + 5)
+    assert out == [(server, p.encode_revoked(SECRET, A_KEY, int((WALL + 5) * 1000)))]
+    assert len(out[0][1]) < len(msg)                      # no amplification
+    assert p.check_revoked(SECRET, A_KEY, int((WALL + 5) * 1000), out[0][1])
+    assert not p.check_revoked(SECRET, B_KEY, int((WALL + 5) * 1000), out[0][1])
+    assert p.node_id(A_KEY) not in core.by_id and p.node_id(B_KEY) in core.by_id
+    # A comes back with a grant issued after the revocation; a replayed REVOKE is harmless
+    out, _ = alloc(core, A_KEY, A_ADDR, 6.0, expires=int(WALL) + 6 + 600,
+                   cookie=core.cookie(A_KEY, A_ADDR, WALL + 6))
+    assert out[0][1][2] == p.ALLOCED
+    assert core.handle(msg, server, 7.0, WALL + 7)[0][1][2] == p.REVOKED
+    assert core.by_id[p.node_id(A_KEY)].addr == A_ADDR
+
+
+def test_revoke_messages_without_the_secret_or_out_of_time_are_dropped():
+    core = p.RelayCore(SECRET, grant_lifetime=600)
+    register(core, A_KEY, A_ADDR)
+    now_ms = int(WALL * 1000)
+    bad = [p.encode_revoke(os.urandom(32), A_KEY, int(WALL), now_ms),     # wrong secret
+           p.encode_revoke(SECRET, A_KEY, int(WALL), now_ms - 10 * 60_000),   # stale
+           p.encode_revoke(SECRET, A_KEY, int(WALL) + 3600, now_ms),     # from the future
+           p.encode_revoke(SECRET, A_KEY, int(WALL), now_ms)[:-1],       # truncated
+           p.encode_revoke(SECRET, A_KEY, int(WALL), now_ms) + b"x"]     # trailing bytes
+    for msg in bad:
+        assert core.handle(msg, EVIL, 1.0, WALL) == []
+    assert core.counters.dropped_malformed == len(bad) and p.node_id(A_KEY) in core.by_id

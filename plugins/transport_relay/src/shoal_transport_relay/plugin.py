@@ -3,8 +3,9 @@
 Node side: a ``RelayClient`` transport that becomes ready once the node logs
 in and receives a relay grant. Server side (``plugins = ["relay"]`` in the
 server config): runs the relay in the server process and issues grants; other
-relays sharing the secret file can be announced too. ``shoal relay run``
-runs a standalone relay.
+relays sharing the secret file can be announced too, and are told of each
+revocation as it happens (``revocations``). ``shoal relay run`` runs a
+standalone relay.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from shoal.transport import Transport
 
 from shoal_transport_relay.client import RelayClient
 from shoal_transport_relay.protocol import make_token, network_tag
+from shoal_transport_relay.revocations import RevocationPusher
 from shoal_transport_relay.service import SECRET_FILE, RelayService, load_secret
 
 log = logging.getLogger(__name__)
@@ -144,13 +146,16 @@ def shoal_server_register_services(register, context: PluginContext) -> None:  #
                                grant_lifetime=settings.grant_lifetime)
         register("relay", service.run)
         server.publish("relay", service)
-        # Logout and eviction end the node's relay registration here at once;
-        # standalone relays see its grant lapse within grant_lifetime.
+        # Logout and eviction end the node's relay registration here at once
+        # (and at the standalone relays below, by a pushed REVOKE).
         server.add_relay_revoker(
             lambda key_b64: service.core.revoke(decode_public_key(key_b64), time.time()))
         relays.append((settings.public_udp or settings.listen_udp,
                        settings.public_tcp or settings.listen_tcp))
     relays += [(r.udp, r.tcp) for r in settings.announce]
+    if settings.announce:
+        pusher = RevocationPusher(secret, [(r.udp, r.tcp) for r in settings.announce])
+        server.add_relay_revoker(lambda key_b64: pusher.revoke(decode_public_key(key_b64)))
 
     lifetime = settings.grant_lifetime
     server.set_relay_grant_lifetime(lifetime)

@@ -23,6 +23,10 @@ Messages (UDP datagrams; over TCP each is prefixed by a u16 length)::
     REFUSED   "SR" 0x05 | reason u8   (1 bad grant, 2 expired, 3 not registered,
                                        4 revoked, 5 relay full)
     CHALLENGE "SR" 0x07 | timestamp_ms u64 (echoed) | cookie (16)
+    REVOKE    "SR" 0x08 | node key (32) | revoked_at u64 | timestamp_ms u64 | mac (16)
+              mac = HMAC-SHA256(secret, "shoal relay revoke" | node key .. timestamp_ms)[:16]
+    REVOKED   "SR" 0x09 | timestamp_ms u64 (echoed) | mac (16)
+              mac = HMAC-SHA256(secret, "shoal relay revoked" | node key | timestamp_ms)[:16]
 
 (Kind 0x01 was the first version's ALLOC, without tags or cookie: refused.)
 
@@ -45,6 +49,11 @@ Rules:
 * Registrations lapse after ``REGISTRATION_TTL`` without traffic, and are
   bounded (``max_registrations``). ``revoke(key)`` (logout, eviction) drops a
   registration and refuses every grant issued before that second.
+* REVOKE comes from a coordination server holding the secret (a node logged
+  out or lost a network): the relay applies ``revoke`` at once and confirms
+  with REVOKED, so a standalone relay need not wait for the old grant to lapse.
+  A replayed REVOKE changes nothing: it refuses only grants issued before its
+  ``revoked_at``, which the first copy already refused.
 * Replies are never larger than the request that caused them (no amplification).
 
 Front ends: an address is ``(front end, where)``, e.g. ``("udp", (ip, port))``,
@@ -72,8 +81,10 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 MAGIC = b"SR"
-ALLOC_V1, ALLOCED, SEND, DATA, REFUSED, ALLOC, CHALLENGE = 1, 2, 3, 4, 5, 6, 7
+ALLOC_V1, ALLOCED, SEND, DATA, REFUSED, ALLOC, CHALLENGE, REVOKE, REVOKED = range(1, 10)
 ALLOC_HEAD = struct.Struct(">2sB32sQQ16sB")
+REVOKE_HEAD = struct.Struct(">2sB32sQQ")
+REVOKED_HEAD = struct.Struct(">2sBQ")
 ALLOCED_MSG = struct.Struct(">2sBQ")
 CHALLENGE_MSG = struct.Struct(">2sBQ16s")
 ID_LEN = 8
@@ -161,6 +172,35 @@ def decode_challenge(data: bytes) -> tuple[int, bytes] | None:
     return ts, cookie
 
 
+def encode_revoke(secret: bytes, key: bytes, revoked_at: int, ts_ms: int) -> bytes:
+    body = REVOKE_HEAD.pack(MAGIC, REVOKE, key, revoked_at, ts_ms)
+    return body + hmac.new(secret, b"shoal relay revoke" + body[3:], hashlib.sha256
+                           ).digest()[:MAC_LEN]
+
+
+def decode_revoke(secret: bytes, data: bytes) -> tuple[bytes, int, int] | None:
+    """(node key, revoked_at, timestamp_ms) of a REVOKE made with ``secret``, else None."""
+    if len(data) != REVOKE_HEAD.size + MAC_LEN or data[:3] != b"SR\x08":
+        return None
+    want = hmac.new(secret, b"shoal relay revoke" + data[3:REVOKE_HEAD.size], hashlib.sha256
+                    ).digest()[:MAC_LEN]
+    if not hmac.compare_digest(want, data[REVOKE_HEAD.size:]):
+        return None
+    _, _, key, revoked_at, ts_ms = REVOKE_HEAD.unpack_from(data)
+    return key, revoked_at, ts_ms
+
+
+def encode_revoked(secret: bytes, key: bytes, ts_ms: int) -> bytes:
+    body = REVOKED_HEAD.pack(MAGIC, REVOKED, ts_ms)
+    return body + hmac.new(secret, b"shoal relay revoked" + key + body[3:], hashlib.sha256
+                           ).digest()[:MAC_LEN]
+
+
+def check_revoked(secret: bytes, key: bytes, ts_ms: int, data: bytes) -> bool:
+    """Is ``data`` the relay's confirmation of the REVOKE of ``key`` sent at ``ts_ms``?"""
+    return hmac.compare_digest(data, encode_revoked(secret, key, ts_ms))
+
+
 def encode_send(dst: bytes, payload: bytes) -> bytes:
     return b"SR\x03" + dst + payload
 
@@ -239,8 +279,21 @@ class RelayCore:
         if kind == ALLOC_V1:
             self.counters.refused += 1
             return [(addr, encode_refused(REFUSE_BAD_GRANT))]
+        if kind == REVOKE:
+            return self._revoke_msg(data, addr, wall)
         self.counters.dropped_malformed += 1
         return []
+
+    def _revoke_msg(self, data: bytes, addr: Hashable, wall: float
+                    ) -> list[tuple[Hashable, bytes]]:
+        r = decode_revoke(self.secret, data)
+        if r is None or abs(r[2] - wall * 1000) > CLOCK_SKEW_MS \
+                or r[1] > wall + CLOCK_SKEW_MS / 1000:
+            self.counters.dropped_malformed += 1
+            return []
+        key, revoked_at, ts_ms = r
+        self.revoke(key, revoked_at)
+        return [(addr, encode_revoked(self.secret, key, ts_ms))]
 
     def cookie(self, key: bytes, addr: Hashable, wall: float, back: int = 0) -> bytes:
         period = int(wall // COOKIE_PERIOD) - back
@@ -367,12 +420,16 @@ class RelayCore:
             self._drop(reg)
 
     def revoke(self, public_key: bytes, wall: float) -> None:
-        """Logout or eviction: drop the node's registrations, refuse grants issued before now."""
+        """Logout or eviction at ``wall``: drop the node's registrations made with grants
+        issued before it, and refuse such grants from now on (a revocation never
+        reaches back past a later one, nor touches a grant issued after it)."""
         nid = node_id(public_key)
-        self.revoked[nid] = int(wall)
+        at = max(int(wall), self.revoked.get(nid, 0))
+        self.revoked[nid] = at
         self.counters.revoked += 1
         for reg in list(self.sides.get(nid, {}).values()):
-            self._drop(reg)
+            if reg.expires - self.grant_lifetime < at:
+                self._drop(reg)
         if len(self.revoked) > self.max_registrations:
             self._expire_revocations(wall)
 
