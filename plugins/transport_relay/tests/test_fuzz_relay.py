@@ -16,7 +16,9 @@ WALL = 1_800_000_000.0
 _token = p.make_token(SECRET, KEY, int(WALL) + 600, [p.network_tag("lan")])
 VALID = [p.encode_alloc(_token, KEY, int(WALL) + 600, int(WALL * 1000), [p.network_tag("lan")]),
          p.encode_send(p.node_id(KEY), b"sealed"), p.encode_challenge(1, bytes(16)),
-         p.encode_alloced(5), p.encode_refused(3), b"SR\x04" + bytes(8) + b"x"]
+         p.encode_alloced(5), p.encode_refused(3), b"SR\x04" + bytes(8) + b"x",
+         p.encode_revoke(SECRET, KEY, int(WALL), int(WALL * 1000)),
+         p.encode_revoked(SECRET, KEY, int(WALL * 1000))]
 
 
 def frames() -> st.SearchStrategy[bytes]:
