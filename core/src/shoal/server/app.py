@@ -348,7 +348,6 @@ class Server:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        ch = Channel(self.keypair, initiator=False)
         session: Session | None = None
         try:
             # A full table of unfinished handshakes sheds its oldest (a flood's
@@ -363,8 +362,8 @@ class Server:
                                   self.handshakes.total, self.handshakes.max_total,
                                   self.handshakes.max_per_source)
             try:
-                hello, pending = await asyncio.wait_for(self._handshake(ch, reader, writer),
-                                                        HANDSHAKE_TIMEOUT)
+                ch, hello, pending = await asyncio.wait_for(self._handshake(reader, writer),
+                                                            HANDSHAKE_TIMEOUT)
             finally:
                 self.handshakes.leave(slot)
             assert ch.remote_static is not None
@@ -491,12 +490,15 @@ class Server:
             return
         self.deliver(self.coord.admit(rec))
 
-    async def _handshake(self, ch: Channel, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> tuple[m.Hello, list[bytes]]:
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                         ) -> tuple[Channel, m.Hello, list[bytes]]:
+        ch: Channel | None = None
         while True:
             data = await reader.read(65536)
             if not data:
                 raise ConnectionError("closed during handshake")
+            if ch is None:   # made only once the peer says something (a flood's don't)
+                ch = Channel(self.keypair, initiator=False)
             msgs = ch.receive_data(data)
             out = ch.data_to_send()
             if out:
@@ -506,7 +508,7 @@ class Server:
                 first = m.decode_to_server(msgs[0])
                 if not isinstance(first, m.Hello):
                     raise m.BadMessage("first message must be hello")
-                return first, msgs[1:]
+                return ch, first, msgs[1:]
 
     async def _reader(self, s: Session, reader: asyncio.StreamReader) -> None:
         while not s.closed:
