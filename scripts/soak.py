@@ -199,20 +199,23 @@ secret_file = "{lab.dir}/relay.secret"
         next_sample = 0.0
         next_event = time.monotonic() + args.period
         cycle = 0
-        while time.monotonic() < end:
-            now = time.monotonic()
-            if now >= next_sample:
-                for p in self.procs.values():
-                    sample(p)
-                next_sample = now + 10
-            if now >= next_event:
-                what = self.event(cycle)
-                self.events.append(what)
-                print(f"[{(now - end) / 60 + args.minutes:6.1f} min] {what}", flush=True)
-                self.check_ring(what)
-                cycle += 1
-                next_event = time.monotonic() + args.period
-            time.sleep(0.5)
+        try:
+            while time.monotonic() < end:
+                now = time.monotonic()
+                if now >= next_sample:
+                    for p in self.procs.values():
+                        sample(p)
+                    next_sample = now + 10
+                if now >= next_event:
+                    what = self.event(cycle)
+                    self.events.append(what)
+                    print(f"[{(now - end) / 60 + args.minutes:6.1f} min] {what}", flush=True)
+                    self.check_ring(what)
+                    cycle += 1
+                    next_event = time.monotonic() + args.period
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            self.failures.append(f"stopped early, after {len(self.events)} events")
         for p in self.pingers.values():
             p.send_signal(signal.SIGINT)
             p.wait(5)
@@ -274,6 +277,14 @@ def main() -> int:
         return 2
     if args.keep:
         os.environ["SHOAL_KEEP_LAB"] = "1"
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (and SIGINT, which a background job ignores) end the run early:
+    # the figures so far are printed and the lab is cleaned up
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     with Lab("sok") as lab:
         print(f"soak lab in {lab.dir}", flush=True)
         return Soak(lab, args).run()
