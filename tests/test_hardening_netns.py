@@ -231,6 +231,7 @@ def test_spoofed_reregistration_does_not_move_a_binding(world: World) -> None:
 def test_idle_relay_tcp_flood_neither_blocks_logins_nor_floods_the_log(world: World) -> None:
     lab = world.lab
     log_before = len(lab.log_text("server"))
+    base = _rss_mib(world.server_pid)
     flood = lab.spawn(world.attacker, [sys.executable, "-c", TCP_FLOOD, SERVER_IP, "3480", "15",
                                        ",".join(FLOOD_SOURCES)], "tcp-flood")
     wait_until(lambda: "opened" in lab.log_text("tcp-flood"), 30, what="the flood to open")
@@ -248,6 +249,12 @@ def test_idle_relay_tcp_flood_neither_blocks_logins_nor_floods_the_log(world: Wo
     assert len(text) < 20_000, text[-2000:]
     assert "Traceback" not in text
     assert text.count("refusing TCP connections") <= 3, text[-2000:]
+    # the relay notices the flood is over within its 10 s sweep and gives memory back
+    wait_until(lambda: _rss_mib(world.server_pid) <= base + 16, 30,
+               what=f"the server's memory to come back (base {base:.0f} MiB, now "
+                    f"{_rss_mib(world.server_pid):.0f} MiB)")
+    print(f"relay TCP flood: server RSS {base:.1f} MiB before, "
+          f"{_rss_mib(world.server_pid):.1f} MiB after")
 
 
 def _rss_mib(pid: int) -> float:
