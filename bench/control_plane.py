@@ -480,9 +480,10 @@ class ServerProc:
                        + (f'database = "{self.database}"\n' if self.database else "")
                        # every simulated node comes from this one address: lift the
                        # per-source admission limits meant for the internet
-                       + "[limits]\nlogins_per_source = 10000000\n"
-                       "registrations_per_source = 10000000\n"
+                       + "[limits]\nlogins_per_source = 1000000\n"
+                       "registrations_per_source = 1000000\n"
                        "connections_per_source = 10000000\nhandshakes = 1000000\n"
+                       "handshakes_per_source = 1000000\n"
                        "hash_queue_per_source = 100000\nhash_queue = 1000000\n")
         if self.key_from is not None:   # a cluster shares one server key
             (self.tmp / "state").mkdir(parents=True, exist_ok=True)
