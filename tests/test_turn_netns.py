@@ -10,16 +10,20 @@ relay is coturn: two behind symmetric NATs, one behind a port-restricted NAT.
     path (birthday punching), without losing the tunnel;
 a node without TURN of its own, behind a symmetric NAT too, reaches a TURN
 node's relayed candidate with plain UDP (ICE relay candidate); and a node
-with a wrong TURN secret says so in one line in status and netcheck.
+with a wrong TURN secret says so in one line in status and netcheck. A node
+behind a NAT that drops all UDP reaches coturn over TLS (``turns:``, the
+certificate checked against ``ca_file``) and relays through it.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from shoal.testing import coturn, fleet, natlab
 from shoal.testing.netlab import Lab, can_run, wait_until
+from shoal_transport_wss.pinning import ensure_certificate
 
 pytestmark = [
     pytest.mark.netns,
@@ -30,9 +34,10 @@ pytestmark = [
 SECRET = "lab-turn-secret"
 
 
-def turn_config(secret: str = SECRET) -> str:
-    return (f'[[plugin.turn.servers]]\nurl = "turn:{coturn.COTURN_IPS[0]}:3478"\n'
-            f'secret = "{secret}"\n')
+def turn_config(secret: str = SECRET, url: str = f"turn:{coturn.COTURN_IPS[0]}:3478",
+                ca_file: Path | None = None) -> str:
+    ca = f'ca_file = "{ca_file}"\n' if ca_file else ""
+    return f'[plugin.turn]\n{ca}[[plugin.turn.servers]]\nurl = "{url}"\nsecret = "{secret}"\n'
 
 
 class World:
@@ -40,17 +45,24 @@ class World:
         self.lab = lab
         self.inet = natlab.internet(lab, serve=False)
         self.server = fleet.start_server(lab, self.inet.server_ns, relay=False)
-        self.turn = coturn.start(lab, self.inet.server_ns, self.inet.server_if, secret=SECRET)
+        self.cert, key = lab.dir / "coturn.pem", lab.dir / "coturn.key"
+        ensure_certificate(self.cert, key, coturn.COTURN_IPS[0])   # self-signed, for turns:
+        self.turn = coturn.start(lab, self.inet.server_ns, self.inet.server_if, secret=SECRET,
+                                 tls=(str(self.cert), str(key)))
         self.nodes: dict[str, fleet.NodeProc] = {}
         self.sites: dict[str, natlab.Site] = {}
 
     def add(self, name: str, nat: str, create: bool = False, secret: str = SECRET,
-            turn: bool = True) -> fleet.NodeProc:
+            turn: bool = True, tls: bool = False, ca_file: Path | None = None
+            ) -> fleet.NodeProc:
         site = natlab.add_site(self.lab, self.inet, nat, len(self.sites) + 1)
         node = fleet.start_node(self.lab, site.host_ns, name, self.server,
                                 plugins=["udp", "turn", "ice"] if turn else ["udp", "ice"],
                                 networks=[("mesh", "secret", create)],
-                                extra=turn_config(secret) if turn else "")
+                                extra=turn_config(secret) if turn and not tls else
+                                turn_config(secret, f"turns:{coturn.COTURN_IPS[0]}:"
+                                            f"{coturn.TLS_PORT}", ca_file or self.cert)
+                                if tls else "")
         self.nodes[name], self.sites[name] = node, site
         return node
 
@@ -130,3 +142,31 @@ def test_wrong_secret_is_one_line_in_status_and_netcheck(world):
     out = world.lab.shoal(bad.ns, "netcheck", "-c", str(bad.config)).stdout
     assert f"turn     {coturn.COTURN_IPS[0]}:3478 (udp): {line}" in out, out
     assert "not-the-secret" not in world.lab.log_text("bad")
+
+
+def test_a_node_that_cannot_send_udp_relays_over_turn_tls(world):
+    node = world.add("tls", "udp-blocked", tls=True)
+    fleet.wait_online(world.lab, node, timeout=30)
+    st = wait_until(lambda: (s := node.status(world.lab))["turn"]["ready"] and s, 30,
+                    what="a TURN allocation over TLS")
+    server = st["turn"]["servers"][0]
+    assert server["transport"] == "tls" and not server.get("error"), st["turn"]
+    assert st["turn"]["relayed"].startswith(coturn.COTURN_IPS[0] + ":"), st["turn"]
+    wait_until(lambda: world.ping("tls", "sym1") and world.ping("sym1", "tls"), 30,
+               interval=0.2, what="a ping between tls and sym1")
+    peer = node.peer(world.lab, "sym1")
+    assert peer["transport"] == "turn" and peer["path"] == "relay", peer
+    assert "TLS" in world.lab.log_text(world.turn.log)
+
+
+def test_turn_tls_with_a_certificate_it_cannot_verify_is_one_line(world):
+    other = world.lab.dir / "other-ca.pem"
+    ensure_certificate(other, world.lab.dir / "other-ca.key", coturn.COTURN_IPS[0])
+    node = world.add("badca", "udp-blocked", tls=True, ca_file=other)
+    st = wait_until(lambda: (s := node.status(world.lab))["turn"]["servers"][0]["error"] and s,
+                    30, what="the TLS error in status")
+    error = st["turn"]["servers"][0]["error"]
+    print(f"TURN over TLS with the wrong CA: {error}")
+    assert error.startswith("TLS certificate not trusted (self-signed certificate)"), error
+    assert "ca_file" in error and "\n" not in error and not st["turn"]["ready"], error
+    assert "Traceback" not in world.lab.log_text("badca")

@@ -4,8 +4,9 @@
 "internet" switch and runs ``turnserver`` on both addresses x ports 3478/3479
 (RFC 5780 needs both), relaying from the first address. Authentication is
 either none or coturn's REST-API shared secret (``use-auth-secret``), or
-long-term users given as ``{name: password}``. The process belongs to the lab
-(stopped by PID on close).
+long-term users given as ``{name: password}``. With ``tls=(cert, key)`` it
+also listens for TURN over TLS on 5349 (``turns:``). The process belongs to
+the lab (stopped by PID on close).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from shoal.testing.netlab import Lab, wait_until
 
 COTURN_IPS = ("203.0.113.20", "203.0.113.21")
 PORTS = (3478, 3479)
+TLS_PORT = 5349
 REALM = "shoal.test"
 
 
@@ -44,7 +46,8 @@ class Coturn:
 
 def start(lab: Lab, ns: str, ifname: str, secret: str | None = None,
           users: dict[str, str] | None = None, ips: tuple[str, str] = COTURN_IPS,
-          tcp: bool = False, timeout: float = 15) -> Coturn:
+          tcp: bool = False, tls: tuple[str, str] | None = None, timeout: float = 15
+          ) -> Coturn:
     """Run coturn in ``ns`` on ``ips`` (added to ``ifname``/24); ready when it listens."""
     for ip in ips:
         lab.sh(ns, f"ip addr add {ip}/24 dev {ifname}")
@@ -52,9 +55,14 @@ def start(lab: Lab, ns: str, ifname: str, secret: str | None = None,
     argv = ["turnserver", "-n", f"--listening-ip={ips[0]}", f"--listening-ip={ips[1]}",
             f"--listening-port={PORTS[0]}", f"--alt-listening-port={PORTS[1]}",
             f"--relay-ip={ips[0]}", "--min-port=49152", "--max-port=65535",
-            "--no-tls", "--no-dtls", "--no-cli", "--fingerprint", f"--realm={REALM}",
+            "--no-dtls", "--no-cli", "--fingerprint", f"--realm={REALM}",
             "--log-file=stdout", "--simple-log", "--verbose", "--log-binding",
             f"--userdb={lab.dir}/coturn-{ips[0]}.sqlite", f"--pidfile={lab.dir}/coturn.pid"]
+    if tls is None:
+        argv.append("--no-tls")
+    else:
+        argv += [f"--cert={tls[0]}", f"--pkey={tls[1]}", f"--tls-listening-port={TLS_PORT}",
+                 f"--alt-tls-listening-port={TLS_PORT + 1}"]
     if not tcp:
         argv.append("--no-tcp")
     if secret is not None:

@@ -115,6 +115,9 @@ class TurnTransport(Transport):
             await client.allocate()
         except TurnFailed as e:
             self.errors[key] = str(e.failure)
+        except ssl.SSLCertVerificationError as e:
+            self.errors[key] = (f"TLS certificate not trusted ({e.verify_message}); give its CA "
+                                "in [plugin.turn] ca_file")
         except (OSError, TimeoutError) as e:
             self.errors[key] = f"unreachable: {e.strerror or e}" if isinstance(e, OSError) \
                 else "unreachable: no answer"
