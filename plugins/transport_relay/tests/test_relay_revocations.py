@@ -6,8 +6,10 @@ import os
 import socket
 import time
 
+from prometheus_client import CollectorRegistry, generate_latest
 from shoal_transport_relay import protocol as p
 from shoal_transport_relay import revocations
+from shoal_transport_relay.metrics import RelayCollector, RevocationPushCollector
 from shoal_transport_relay.revocations import RevocationPusher
 from shoal_transport_relay.service import RelayService
 
@@ -63,6 +65,12 @@ def test_revocation_reaches_a_standalone_relay_over_udp_at_once():
         await until(lambda: pusher.confirmed == 1)
         assert p.node_id(A_KEY) not in service.core.by_id
         assert p.node_id(B_KEY) in service.core.by_id
+        registry = CollectorRegistry()
+        registry.register(RevocationPushCollector(pusher))
+        registry.register(RelayCollector(service.core))
+        text = generate_latest(registry).decode()
+        assert 'shoal_relay_revocation_pushes_total{outcome="confirmed"} 1.0' in text, text
+        assert "shoal_relay_revocations_total 1.0" in text, text
         pusher.close()
     run_with_relay(True, False, body)
 

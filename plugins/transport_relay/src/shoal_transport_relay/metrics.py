@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from shoal_transport_relay.client import RelayClient
 from shoal_transport_relay.protocol import RelayCore
+from shoal_transport_relay.revocations import RevocationPusher
 
 
 class RelayCollector(Collector):
@@ -39,6 +40,26 @@ class RelayCollector(Collector):
         yield drops
         yield GaugeMetricFamily("shoal_relay_registrations", "Nodes registered with the relay.",
                                 value=len(self.core.by_id))
+        yield CounterMetricFamily("shoal_relay_revocations",
+                                  "Revocations applied (logouts, evictions, pushed REVOKEs).",
+                                  value=c.revoked)
+
+
+class RevocationPushCollector(Collector):
+    """A server's pushes of revocations to the standalone relays it announces."""
+
+    def __init__(self, pusher: RevocationPusher) -> None:
+        self.pusher = pusher
+
+    def collect(self) -> Iterable[Metric]:
+        p = self.pusher
+        pushed = CounterMetricFamily("shoal_relay_revocation_pushes",
+                                     "Revocations pushed to standalone relays, by outcome.",
+                                     labels=("outcome",))
+        for outcome, n in (("confirmed", p.confirmed), ("unconfirmed", p.unconfirmed),
+                           ("skipped", p.skipped)):
+            pushed.add_metric([outcome], n)
+        yield pushed
 
 
 class RelayClientCollector(Collector):

@@ -155,6 +155,7 @@ def shoal_server_register_services(register, context: PluginContext) -> None:  #
     relays += [(r.udp, r.tcp) for r in settings.announce]
     if settings.announce:
         pusher = RevocationPusher(secret, [(r.udp, r.tcp) for r in settings.announce])
+        server.publish("relay revocations", pusher)
         server.add_relay_revoker(lambda key_b64: pusher.revoke(decode_public_key(key_b64)))
 
     lifetime = settings.grant_lifetime
@@ -171,12 +172,15 @@ def shoal_server_register_services(register, context: PluginContext) -> None:  #
 
 @hookimpl
 def shoal_metrics_register_collectors(register, context: PluginContext) -> None:  # type: ignore[no-untyped-def]
-    from shoal_transport_relay.metrics import RelayCollector
+    from shoal_transport_relay.metrics import RelayCollector, RevocationPushCollector
 
     server = context.server
     service = server.published("relay") if server is not None else None
     if isinstance(service, RelayService):
         register(RelayCollector(service.core))
+    pusher = server.published("relay revocations") if server is not None else None
+    if isinstance(pusher, RevocationPusher):
+        register(RevocationPushCollector(pusher))
 
 
 # ------------------------------------------------------------------ CLI
