@@ -307,6 +307,25 @@ discovery = ["{SERVER_IP}:3478", "{SERVER_IP}:3479", "{SERVER_IP2}:3478", "{SERV
                     sys.stderr.write(f"--- {n}.log\n{lab.log_text(n)}\n")
 
 
+def _scenario_networks(env: Env) -> None:
+    """The networks earlier tests build step by step ("club": alice and dave, by
+    approval; "star": hub carol, spokes mallory and dave), made here at once when a
+    test runs without them, so every test stands alone."""
+    alice = env["alice"]
+    nets = {n["name"] for n in _net_json(env, alice, "list")}
+    if "club" not in nets:
+        _net(env, alice, "create", "club", "--password", "pw-club", "--mode", "approval")
+        _net(env, env["dave"], "join", "club", "--password", "pw-club", check=False)  # pending
+        _net(env, alice, "approve", "club", "dave")
+    if "star" not in nets:
+        _net(env, alice, "create", "star", "--password", "pw-star", "--type", "hub-and-spoke")
+        for n in ("carol", "mallory", "dave"):
+            _net(env, env[n], "join", "star", "--password", "pw-star")
+        _net(env, alice, "set", "star", "--hub", "carol")
+    _wait_ping(env, "dave", "alice")
+    _wait_ping(env, "mallory", "carol")
+
+
 # --------------------------------------------------------------------------- tests
 def test_mesh_distinct_addresses_and_ping_each_pair(env: Env) -> None:
     vips = env.vips
@@ -446,6 +465,7 @@ def test_wrong_server_key_refuses_login(env: Env) -> None:
     other_key = lab.shoal(env.srv_ns, "server", "init", "-c", str(other_cfg)
                           ).stdout.strip().splitlines()[-1]
     assert other_key != env.server_key and len(other_key) == 44
+    _scenario_networks(env)
     eve = Node("eve", env.eve_ns, _node_config(lab, "eve", other_key, lan=True))
     eve.proc = lab.spawn(eve.ns, [netlab.SHOAL, "up", "-c", str(eve.config)], "eve")
     try:
@@ -468,6 +488,7 @@ def test_wrong_server_key_refuses_login(env: Env) -> None:
 
 def test_garbage_on_control_port_disturbs_nobody(env: Env) -> None:
     lab = env.lab
+    _scenario_networks(env)
     script = lab.write("attack.py", ATTACKER)
     r = lab.sh(env.attacker_ns, f"{PY} {script} {SERVER_IP} 7400", timeout=60)
     res = {ln.split()[0]: ln.split()[1:] for ln in r.stdout.splitlines()}
@@ -499,6 +520,7 @@ def test_server_crash_keeps_tunnels_restart_restores(env: Env) -> None:
     names = ("alice", "bob", "carol", "dave", "mallory")
     pairs = (("alice", "bob"), ("bob", "carol"), ("carol", "alice"), ("dave", "alice"),
              ("mallory", "carol"))
+    _scenario_networks(env)
     assert env.server is not None
     env.server.send_signal(signal.SIGKILL)
     env.server.wait(5)
@@ -550,6 +572,7 @@ def test_server_crash_keeps_tunnels_restart_restores(env: Env) -> None:
 
 def test_stopped_node_goes_offline_at_its_peers(env: Env) -> None:
     lab, carol = env.lab, env["carol"]
+    _scenario_networks(env)
     assert carol.proc is not None
     t0 = time.monotonic()
     rc = lab.stop(carol.proc)
