@@ -12,7 +12,10 @@ a node without TURN of its own, behind a symmetric NAT too, reaches a TURN
 node's relayed candidate with plain UDP (ICE relay candidate); and a node
 with a wrong TURN secret says so in one line in status and netcheck. A node
 behind a NAT that drops all UDP reaches coturn over TLS (``turns:``, the
-certificate checked against ``ca_file``) and relays through it.
+certificate checked against ``ca_file``) and relays through it. The
+coordination server announces coturn too: a node with the ``turn`` plugin and
+no TURN server or secret of its own relays through it with the REST-API
+credential the server minted for its key.
 """
 
 from __future__ import annotations
@@ -44,7 +47,12 @@ class World:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.inet = natlab.internet(lab, serve=False)
-        self.server = fleet.start_server(lab, self.inet.server_ns, relay=False)
+        self.server = fleet.start_server(lab, self.inet.server_ns, relay=False, extra=f'''\
+plugins = ["turn"]
+[[plugin.turn.announce]]
+url = "turn:{coturn.COTURN_IPS[0]}:3478"
+secret = "{SECRET}"
+''')
         self.cert, key = lab.dir / "coturn.pem", lab.dir / "coturn.key"
         ensure_certificate(self.cert, key, coturn.COTURN_IPS[0])   # self-signed, for turns:
         self.turn = coturn.start(lab, self.inet.server_ns, self.inet.server_if, secret=SECRET,
@@ -53,13 +61,14 @@ class World:
         self.sites: dict[str, natlab.Site] = {}
 
     def add(self, name: str, nat: str, create: bool = False, secret: str = SECRET,
-            turn: bool = True, tls: bool = False, ca_file: Path | None = None
-            ) -> fleet.NodeProc:
+            turn: bool = True, tls: bool = False, ca_file: Path | None = None,
+            configured: bool = True) -> fleet.NodeProc:
         site = natlab.add_site(self.lab, self.inet, nat, len(self.sites) + 1)
         node = fleet.start_node(self.lab, site.host_ns, name, self.server,
                                 plugins=["udp", "turn", "ice"] if turn else ["udp", "ice"],
                                 networks=[("mesh", "secret", create)],
-                                extra=turn_config(secret) if turn and not tls else
+                                extra="" if not configured else
+                                turn_config(secret) if turn and not tls else
                                 turn_config(secret, f"turns:{coturn.COTURN_IPS[0]}:"
                                             f"{coturn.TLS_PORT}", ca_file or self.cert)
                                 if tls else "")
@@ -170,3 +179,17 @@ def test_turn_tls_with_a_certificate_it_cannot_verify_is_one_line(world):
     assert error.startswith("TLS certificate not trusted (self-signed certificate)"), error
     assert "ca_file" in error and "\n" not in error and not st["turn"]["ready"], error
     assert "Traceback" not in world.lab.log_text("badca")
+
+
+def test_a_node_without_a_turn_secret_uses_the_server_announced_one(world):
+    node = world.add("ann", "symmetric", configured=False)
+    fleet.wait_online(world.lab, node, timeout=30)
+    st = wait_until(lambda: (s := node.status(world.lab))["turn"]["ready"] and s, 30,
+                    what="an allocation on the announced TURN server")
+    server = st["turn"]["servers"][0]
+    assert server["announced"] and server["selected"] and not server.get("error"), server
+    assert st["turn"]["relayed"].startswith(coturn.COTURN_IPS[0] + ":"), st["turn"]
+    wait_until(lambda: world.ping("ann", "sym2") and world.ping("sym2", "ann"), 30,
+               interval=0.2, what="a ping between ann and sym2")
+    assert node.peer(world.lab, "sym2")["transport"] == "turn"
+    assert SECRET not in str(st) and SECRET not in world.lab.log_text("ann")

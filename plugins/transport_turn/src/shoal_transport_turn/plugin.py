@@ -4,6 +4,13 @@
 shared secret (``use-auth-secret``: the node mints a REST-API credential for
 itself, valid ``ttl`` seconds). Secrets are read once, kept out of ``repr``
 and logs; status shows the username only.
+
+A coordination server with ``plugins = ["turn"]`` can announce TURN servers
+instead (``[[plugin.turn.announce]]``, each with the coturn shared secret):
+every node gets, with its relay grants, the URL and a REST-API credential
+minted for its key (``RelayGrant.endpoints["turn"]``, ``token`` the password,
+``expires`` the time in the username), so nodes need no TURN secret of their
+own. A server a node configures itself wins over the same one announced.
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from shoal.control.messages import PeerInfo
+from shoal.control.messages import Grants, PeerInfo, RelayGrant, Welcome
 from shoal.errors import ConfigError
 from shoal.hookspecs import hookimpl
 from shoal.plugin_api import NodeHandle, NodePlugin, PeerView
+from shoal.plugin_context import PluginContext
 from shoal.transport import Transport, require_contract
 
 from shoal_transport_turn.client import ServerSpec
@@ -27,6 +35,11 @@ from shoal_transport_turn.credentials import Credentials, rest_api
 from shoal_transport_turn.transport import TurnTransport
 
 log = logging.getLogger(__name__)
+
+
+def _check_url(v: str) -> str:
+    ServerSpec.parse(v)
+    return v
 
 
 class TurnServer(BaseModel):
@@ -64,10 +77,29 @@ class TurnServer(BaseModel):
         return self
 
 
+class AnnouncedTurn(BaseModel):
+    """One ``[[plugin.turn.announce]]`` entry of a coordination server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    secret: str | None = Field(None, repr=False)   # coturn's static-auth-secret
+    secret_file: str | None = None
+
+    _u = field_validator("url")(_check_url)
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> AnnouncedTurn:
+        if (self.secret is None) == (self.secret_file is None):
+            raise ValueError("give secret or secret_file (coturn's static-auth-secret)")
+        return self
+
+
 class TurnSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     servers: list[TurnServer] = Field(default_factory=list, max_length=8)
+    announce: list[AnnouncedTurn] = Field(default_factory=list, max_length=8)   # servers only
     ttl: int = Field(86400, ge=60, le=30 * 86400)    # lifetime of REST-API credentials (s)
     ca_file: str | None = None                       # CA bundle for turns: servers
 
@@ -106,11 +138,43 @@ class TurnNodePlugin(NodePlugin):
         servers = [(ServerSpec.parse(s.url), credentials_for(s, node.config.name, settings.ttl))
                    for s in settings.servers]
         self.transport = TurnTransport(servers, tls_context=tls)
+        self.key_b64 = node.keypair.public_b64
+        #: url -> (username, password) of the newest credential the server handed out
+        self._announced: dict[str, tuple[str, str]] = {}
         if not servers:
-            log.warning("turn: no [[plugin.turn.servers]] configured; the plugin stays idle")
+            log.info("turn: no [[plugin.turn.servers]] configured; waiting for servers "
+                     "announced by the coordination server")
 
     def transports(self) -> list[Transport]:
-        return [self.transport] if self.transport.servers else []
+        return [self.transport]
+
+    def on_login(self, welcome: Welcome) -> None:
+        self._take(welcome.relays)
+
+    def on_grants(self, grants: Grants) -> None:
+        self._take(grants.relays)
+
+    def _take(self, grants: list[RelayGrant]) -> None:
+        """TURN servers the coordination server announced, with fresh credentials."""
+        fresh: dict[str, tuple[str, str]] = {}
+        for g in grants:
+            url = g.endpoints.get("turn")
+            if url is None:
+                continue
+            try:
+                ServerSpec.parse(url)
+            except ValueError:
+                log.warning("turn: ignoring an announced server with a bad URL %r", url)
+                continue
+            fresh[url] = (f"{g.expires}:{self.key_b64}", g.token)
+        if set(fresh) != set(self._announced):
+            self.transport.set_announced([(ServerSpec.parse(u), self._creds(u)) for u in fresh])
+        self._announced.update(fresh)
+        for gone in set(self._announced) - set(fresh):
+            del self._announced[gone]
+
+    def _creds(self, url: str) -> Callable[[], Credentials]:
+        return lambda: Credentials(*self._announced[url])
 
     def on_peer(self, peer: PeerView, info: PeerInfo) -> None:
         self.transport.watch_peer(peer.public_key, list(info.endpoints),
@@ -126,3 +190,30 @@ class TurnNodePlugin(NodePlugin):
 @hookimpl
 def shoal_node_plugin(node: NodeHandle) -> TurnNodePlugin:
     return TurnNodePlugin(node)
+
+
+# ------------------------------------------------------------------ server side
+def announced_grant(url: str, secret: str, key_b64: str, ttl: int,
+                    now: float | None = None) -> RelayGrant:
+    """What a node is handed for one announced TURN server: a REST-API credential
+    minted for its key (username ``expires:key``, password in ``token``)."""
+    creds = rest_api(secret, key_b64, ttl, time.time() if now is None else now)
+    expires = int(creds.username.split(":", 1)[0])
+    return RelayGrant(endpoints={"turn": url}, token=creds.password, expires=expires)
+
+
+@hookimpl
+def shoal_server_register_services(register, context: PluginContext) -> None:  # type: ignore[no-untyped-def]
+    settings = context.settings_for("turn")
+    server = context.server
+    if not isinstance(settings, TurnSettings) or server is None:
+        return
+    for entry in settings.announce:
+        secret = entry.secret if entry.secret is not None \
+            else _read(entry.secret_file or "", "secret_file")
+
+        def grant(key_b64: str, networks: list[str], url: str = entry.url,
+                  secret: str = secret) -> RelayGrant:
+            return announced_grant(url, secret, key_b64, settings.ttl)
+
+        server.add_relay_granter(grant)

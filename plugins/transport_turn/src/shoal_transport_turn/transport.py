@@ -52,8 +52,11 @@ class TurnTransport(Transport):
 
     def __init__(self, servers: list[tuple[ServerSpec, Callable[[], Credentials]]],
                  tls_context: ssl.SSLContext | None = None) -> None:
-        self.servers = servers
+        self.configured = list(servers)
+        self.announced: list[tuple[ServerSpec, Callable[[], Credentials]]] = []
+        self.servers = list(servers)
         self.tls_context = tls_context
+        self._changed = asyncio.Event()
         self.client: TurnClient | None = None
         self.errors: dict[str, str] = {}            # server -> one line
         self.measured: dict[str, float] = {}         # server -> rtt (s) of its allocation
@@ -95,6 +98,7 @@ class TurnTransport(Transport):
         for spec, _ in self.servers:
             key = f"{spec.host}:{spec.port}"
             d: dict[str, Any] = {"server": key, "transport": spec.transport,
+                                 "announced": any(spec == a for a, _ in self.announced),
                                  "rtt_ms": (round(self.measured[key] * 1000, 2)
                                             if key in self.measured else None),
                                  "error": self.errors.get(key)}
@@ -104,6 +108,15 @@ class TurnTransport(Transport):
             servers.append(d)
         return {"ready": self.readiness is Readiness.READY,
                 "relayed": next(iter(self.local_endpoints()), None), "servers": servers}
+
+    def set_announced(self, servers: list[tuple[ServerSpec, Callable[[], Credentials]]]
+                      ) -> None:
+        """Servers the coordination server announced (with their credential factories);
+        one the node configured itself wins. Without an allocation, tries them at once."""
+        mine = {spec for spec, _ in self.configured}
+        self.announced = [(spec, creds) for spec, creds in servers if spec not in mine]
+        self.servers = self.configured + self.announced
+        self._changed.set()
 
     # ------------------------------------------------------------ allocation
     async def _try(self, spec: ServerSpec, creds: Callable[[], Credentials]
@@ -132,6 +145,7 @@ class TurnTransport(Transport):
     async def _run(self) -> None:
         delay = RETRY_MIN
         while True:
+            self._changed.clear()
             got = await asyncio.gather(*(self._try(s, c) for s, c in self.servers))
             ok = sorted((c for c in got if c is not None), key=lambda c: c.rtt or 0.0)
             for extra in ok[1:]:
@@ -151,9 +165,15 @@ class TurnTransport(Transport):
                 self.client = None
             else:
                 self.set_readiness(Readiness.LOST if self.readiness is not Readiness.STARTING
-                                   else Readiness.STARTING, "; ".join(self.errors.values()))
-            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
-            delay = min(RETRY_MAX, delay * 2)
+                                   else Readiness.STARTING,
+                                   "; ".join(self.errors.values()) or "no TURN server yet")
+            # back off, but a change in the announced servers is tried at once
+            try:
+                await asyncio.wait_for(self._changed.wait(),
+                                       delay * (0.8 + 0.4 * random.random()))
+                delay = RETRY_MIN
+            except TimeoutError:
+                delay = min(RETRY_MAX, delay * 2)
 
     # ------------------------------------------------------------ peers
     def watch_peer(self, peer_key: bytes, endpoints: list[str], public: str | None) -> None:
