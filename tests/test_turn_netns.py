@@ -192,4 +192,7 @@ def test_a_node_without_a_turn_secret_uses_the_server_announced_one(world):
     wait_until(lambda: world.ping("ann", "sym2") and world.ping("sym2", "ann"), 30,
                interval=0.2, what="a ping between ann and sym2")
     assert node.peer(world.lab, "sym2")["transport"] == "turn"
-    assert SECRET not in str(st) and SECRET not in world.lab.log_text("ann")
+    out = world.lab.shoal(node.ns, "netcheck", "-c", str(node.config)).stdout
+    assert f"turn     {coturn.COTURN_IPS[0]}:3478 (udp, announced by the server): relayed" \
+        in out, out
+    assert SECRET not in str(st) and SECRET not in world.lab.log_text("ann") and SECRET not in out

@@ -458,7 +458,8 @@ def cmd_netcheck(args: argparse.Namespace) -> int:
 
 def _server_line(srv: dict[str, Any]) -> str:
     """One relay server: reachable (relayed address, RTT) or its error in one line."""
-    head = f"{srv['server']} ({srv.get('transport', '?')})"
+    head = f"{srv['server']} ({srv.get('transport', '?')}"
+    head += ", announced by the server)" if srv.get("announced") else ")"
     if srv.get("error"):
         return f"{head}: {srv['error']}"
     rtt = f", rtt {srv['rtt_ms']:.1f} ms" if srv.get("rtt_ms") is not None else ""
