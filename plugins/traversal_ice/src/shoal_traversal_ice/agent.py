@@ -116,6 +116,9 @@ class PeerTraversal:
     birthday_txids: dict[bytes, tuple[tuple[str, int], Any]] = field(default_factory=dict)
     connected_at: float | None = None
     offered: Path | None = None   # the pair last offered to the node as a working path
+    #: every path offered to the node and not reported lost since: the node relies on
+    #: this agent to say when one dies (it does not probe them itself)
+    vouched: set[Path] = field(default_factory=set)
 
 
 class Agent(NodePlugin):
@@ -392,20 +395,26 @@ class Agent(NodePlugin):
 
     # ------------------------------------------------------------ path selection
     def _select(self, pt: PeerTraversal) -> None:
-        """Report the selected pair to the node (it decides the path), and a pair that
-        stopped answering as lost."""
+        """Report the selected pair to the node (it decides the path), and every pair
+        offered before that stopped answering as lost (the node may still be using an
+        earlier offer: it keeps its path until a new one is clearly better)."""
         pt.checks.select()
         best = pt.checks.selected
         offered = pt.offered
+        for old in [v for v in pt.vouched if v != offered and not self._answers(pt, v)]:
+            pt.vouched.discard(old)
+            self.node.path_lost(pt.peer.public_key, old, "check failed")
         if best is not None:
             path = Path(best.via, best.remote, PathKind.RELAYED) \
                 if best.type is CandidateType.RELAY else Path.over(best.via, best.remote)
             if path != offered:
                 if offered is not None and not self._answers(pt, offered):
+                    pt.vouched.discard(offered)
                     self.node.path_lost(pt.peer.public_key, offered, "check failed")
                 self._use(pt, best, path)
         elif offered is not None:
             pt.offered = None
+            pt.vouched.discard(offered)
             self._replan(pt)
             self.node.path_lost(pt.peer.public_key, offered, "direct checks stopped answering")
 
@@ -426,6 +435,7 @@ class Agent(NodePlugin):
         log.info("peer %s: %s path %s via %s works (rtt %.1f ms)", peer.name, path.kind.value,
                  pair.remote, pair.via.name, (pair.rtt or 0) * 1000)
         pt.offered = path
+        pt.vouched.add(path)
         if pt.connected_at is None:
             pt.connected_at = self.node.clock()
         self.node.offer_path(peer.public_key, path, pair.rtt, "connectivity check answered")
