@@ -195,7 +195,8 @@ secret_file = "{lab.dir}/relay.secret"
         args = self.args
         self.start_pings()
         self.check_ring("start")
-        end = time.monotonic() + args.minutes * 60
+        self.run_started = time.monotonic()
+        end = self.run_started + args.minutes * 60
         next_sample = 0.0
         next_event = time.monotonic() + args.period
         cycle = 0
@@ -224,7 +225,8 @@ secret_file = "{lab.dir}/relay.secret"
     # ------------------------------------------------------------ figures
     def report(self) -> int:
         lab = self.lab
-        print(f"\nsoak: {self.args.minutes:.0f} min, {len(self.events)} churn events "
+        ran = (time.monotonic() - self.run_started) / 60
+        print(f"\nsoak: {ran:.0f} of {self.args.minutes:.0f} min, {len(self.events)} churn events "
               f"(period {self.args.period:.0f} s), {len(self.recoveries)} ring checks, "
               f"slowest ring recovery {max(self.recoveries or [0]):.1f} s")
         total = lost = 0
