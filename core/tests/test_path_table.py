@@ -116,3 +116,25 @@ def test_a_reported_kind_wins_over_a_learned_one():
     tab.offer(Path(UDP, ep, PathKind.RELAYED), 0.02, 2.0, "ice: relay candidate")
     [f] = tab.figures({id(UDP): 0})
     assert f.path.kind is PathKind.RELAYED
+
+
+def test_an_unanswered_probe_is_followed_by_quick_ones_and_an_answered_one_is_not():
+    import itertools
+
+    from shoal.path_table import MISSED_INTERVAL, PROBE_INTERVAL
+
+    tab = PeerPaths("bob")
+    e = tab.entry(DIRECT, 0.0)
+    [(_, txid)] = tab.due(0.0)
+    tab.on_pong(txid, 0.002)
+    sent = []
+    for t in (x / 100 for x in range(1, 300)):
+        for _, txid in tab.due(t):
+            sent.append(t)
+            tab.on_pong(txid, t + 0.002)       # answered: one probe per PROBE_INTERVAL
+    assert [round(b - a, 2) for a, b in itertools.pairwise(sent)] == [PROBE_INTERVAL] * (len(sent) - 1)
+    sent = [t for t in (3 + x / 100 for x in range(1, 200)) for _ in tab.due(t)
+            if e.state is PathState.USABLE]    # now nothing answers
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(sent)]
+    assert len(gaps) >= 6 and all(abs(g - MISSED_INTERVAL) < 0.02 for g in gaps), gaps
+    assert e.state is PathState.LOST and sent[-1] - 3 < DEAD_AFTER + PROBE_INTERVAL

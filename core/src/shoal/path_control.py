@@ -17,6 +17,10 @@ Rules it obeys:
 * Roaming: an authenticated packet on another endpoint of the same direct
   transport moves the peer there (NAT rebinding, WireGuard-style); on another
   transport, only if path choice prefers it.
+* A plugin's report is trusted until the peer goes quiet: when the node has
+  been sending on a reported path for ``VERIFY_AFTER`` seconds without hearing
+  back, the core probes that path itself (a plugin that failed to report it
+  lost cannot keep a peer on a dead endpoint); if it answers, nothing changes.
 * Moving a peer never drops its session: sessions are per peer, not per path,
   so packets in flight on the old path still decrypt.
 """
@@ -39,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: A roaming packet refused by path choice is not re-examined for this long (seconds).
 ROAM_RECHECK = 0.25
+#: Sending this long on a plugin-reported path without hearing back: probe it ourselves.
+VERIFY_AFTER = 3.0
 
 
 class PathControl:
@@ -188,6 +194,9 @@ class PathControl:
         now = self.clock()
         for key, peer in list(self.peers.items()):
             tab = self.table(peer)
+            cur = tab.entries.get(peer.path) if peer.path is not None else None
+            if cur is not None and cur.reported and peer.unanswered_for(now) > VERIFY_AFTER:
+                tab.verify(cur, now, f"nothing heard for {peer.unanswered_for(now):.1f} s")
             for entry, txid in tab.due(now):
                 path = entry.path
                 if path.transport.readiness is not Readiness.READY:

@@ -8,9 +8,12 @@ Rules it obeys:
   ``MAX_PATHS`` entries per peer; the oldest unusable one makes room.
 * The core probes entries itself (``due`` -> ping, ``on_pong``) unless a plugin
   reports them (``reported``: a traversal plugin runs its own checks and calls
-  offer/lost; such an entry stays usable until the plugin reports it lost).
-  Usable paths are probed every ``PROBE_INTERVAL``; paths that never answered,
-  or stopped, every ``RETRY_INTERVAL``.
+  offer/lost; such an entry stays usable until the plugin reports it lost, or
+  until the core takes it back with ``verify`` because the peer went quiet).
+  Usable paths are probed every ``PROBE_INTERVAL``, and again every
+  ``MISSED_INTERVAL`` (or 1.5 RTT) while the last probe is unanswered, so a
+  lossy path is not taken for a dead one; paths that never answered, or
+  stopped, every ``RETRY_INTERVAL``.
 * States (``PathState``), each transition logged at debug level::
 
       UNTRIED --pong / authenticated packet / offer--> USABLE
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_PATHS = 24
 PROBE_INTERVAL = 0.5
+MISSED_INTERVAL = 0.1
 RETRY_INTERVAL = 2.0
 PROBE_TIMEOUT = 1.0
 DEAD_AFTER = 1.5  # three keepalive probes unanswered in a row
@@ -49,6 +53,7 @@ class PathEntry:
     reported: bool = False
     rtt: float | None = None
     last_ok: float = -1e18
+    last_sent: float = -1e18
     next_probe: float = 0.0
     outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=WINDOW))
     outstanding: dict[bytes, float] = field(default_factory=dict)   # txid -> sent at
@@ -117,6 +122,14 @@ class PeerPaths:
         if e is not None:
             e.set_state(PathState.LOST, self.peer, why)
 
+    def verify(self, e: PathEntry, now: float, why: str) -> None:
+        """Probe a plugin-reported entry ourselves from now on: it stays usable only if it
+        answers within ``DEAD_AFTER`` (a plugin's new report hands it back)."""
+        log.debug("peer %s: path %s: %s; probing it", self.peer, e.path, why)
+        e.reported = False
+        e.last_ok = now
+        e.next_probe = now
+
     def figures(self, preference: dict[int, int]) -> list[PathFigures]:
         return [PathFigures(e.path, e.state, preference.get(id(e.path.transport), 99),
                             e.rtt, e.loss) for e in self.entries.values()]
@@ -137,11 +150,16 @@ class PeerPaths:
                 e.set_state(PathState.LOST, self.peer, f"no answer for {DEAD_AFTER:g} s")
             if e.reported or now < e.next_probe or len(e.outstanding) >= MAX_OUTSTANDING:
                 continue
+            if e.state is PathState.USABLE and e.last_ok >= e.last_sent \
+                    and now < e.last_sent + PROBE_INTERVAL:
+                e.next_probe = e.last_sent + PROBE_INTERVAL   # answered: the next round
+                continue
             t = txid or new_txid()
             e.outstanding[t] = now
             self.by_txid[t] = e
-            e.next_probe = now + (PROBE_INTERVAL if e.state is PathState.USABLE
-                                  else RETRY_INTERVAL)
+            e.last_sent = now
+            e.next_probe = now + (max(MISSED_INTERVAL, 1.5 * (e.rtt or 0.0))
+                                  if e.state is PathState.USABLE else RETRY_INTERVAL)
             out.append((e, t))
         return out
 

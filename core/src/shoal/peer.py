@@ -335,6 +335,11 @@ class Peer:
             self.last_tx_time = now
         return out
 
+    def unanswered_for(self, now: float) -> float:
+        """Seconds this node has been sending to the peer without hearing back (0: it has
+        heard from the peer since it last sent)."""
+        return now - self.last_rx_time if self._tx_since_rx else 0.0
+
     def online(self, now: float) -> bool:
         if self.current is None:
             return False

@@ -84,3 +84,51 @@ def test_new_candidates_revive_failed_pairs():
     assert all(p.state is PairState.FAILED for p in cl.pairs)
     cl.set_remote_candidates([(SRFLX, CandidateType.SRFLX)])
     assert cl.find(SRFLX, MAIN).state is PairState.WAITING
+
+
+def test_a_missed_keepalive_is_followed_by_quick_checks_and_loss_alone_does_not_kill():
+    import itertools
+    import random
+
+    from shoal_traversal_ice.checklist import KEEPALIVE, MISSED
+
+    cl = CheckList("peer", MAIN)
+    p = cl.add(SRFLX, CandidateType.SRFLX)
+    (_, tx), = cl.due(0.0)
+    cl.on_pong(tx, 0.001)
+    sent = [t for t in (x / 100 for x in range(1, 170)) for _ in cl.due(t)]
+    # one keepalive at +KEEPALIVE, unanswered; then checks every MISSED until it is dead
+    assert abs(sent[0] - KEEPALIVE) < 0.02, sent
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(sent)]
+    assert len(gaps) >= 8 and all(abs(g - MISSED) < 0.02 for g in gaps), gaps
+    assert p.state is PairState.FAILED   # a dead path is still dead after DEAD_AFTER
+    assert sent[-1] < DEAD_AFTER
+
+    # answered keepalives: one every KEEPALIVE, nothing more
+    cl = CheckList("peer", MAIN)
+    p = cl.add(SRFLX, CandidateType.SRFLX)
+    (_, tx), = cl.due(0.0)
+    cl.on_pong(tx, 0.001)
+    sent = []
+    for t in (x / 100 for x in range(1, 300)):
+        for _, tx in cl.due(t):
+            sent.append(t)
+            cl.on_pong(tx, t + 0.002)
+    assert [round(b - a, 1) for a, b in itertools.pairwise(sent)] == [KEEPALIVE] * (len(sent) - 1)
+
+    # a lossy link: 59 % of round trips lost (20 % each way at both ends), 2 minutes,
+    # five seeds: a handful of deaths in all (checking at KEEPALIVE only: 81)
+    deaths = 0
+    for seed in range(5):
+        rng = random.Random(seed)
+        cl = CheckList("peer", MAIN)
+        p = cl.add(SRFLX, CandidateType.SRFLX)
+        t, was = 0.0, p.state
+        while t < 120:
+            t = round(t + 0.01, 2)
+            for _, tx in cl.due(t):
+                if rng.random() > 0.59:
+                    cl.on_pong(tx, t)
+            deaths += p.state is PairState.FAILED and was is not PairState.FAILED
+            was = p.state
+    assert deaths <= 8, deaths

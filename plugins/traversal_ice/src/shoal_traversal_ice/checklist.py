@@ -15,7 +15,10 @@ Rules it obeys:
 * The selected pair is the best SUCCEEDED one by (priority, -rtt); checks
   continue in the background (``KEEPALIVE``) on the selected and failed
   pairs, so a dead path is noticed within ``DEAD_AFTER`` and a better one is
-  found when it appears.
+  found when it appears. A keepalive unanswered after ``MISSED`` (or 1.5 RTT)
+  is followed by another check, and so on until one is answered or the pair
+  is dead: on a lossy link some of the many checks get through, so loss alone
+  seldom kills a pair.
 
 States and transitions (each logged at debug level)::
 
@@ -41,6 +44,7 @@ MAX_TRIES = 8
 KEEPALIVE = 0.5
 FAILED_RETRY = 3.0
 DEAD_AFTER = 1.5  # three keepalive probes unanswered in a row
+MISSED = 0.1      # a keepalive unanswered after this long (or 1.5 RTT) is checked again
 
 Addr = tuple[str, int]
 
@@ -137,7 +141,12 @@ class CheckList:
                     if self.selected is p:
                         self.selected = None
                     continue
-                out.append((p, self._send(p, now, KEEPALIVE)))
+                quick = max(MISSED, 1.5 * (p.rtt or 0.0))
+                if p.last_pong >= p.sent_at and now < p.sent_at + KEEPALIVE:
+                    p.next_at = p.sent_at + KEEPALIVE   # answered: the next keepalive
+                    continue
+                # a keepalive, or a quick check while the last one is unanswered
+                out.append((p, self._send(p, now, quick)))
             elif p.state is PairState.WAITING and not started and now >= self._next_check:
                 p.set_state(PairState.IN_PROGRESS, self.peer_name)
                 p.tries = 0
