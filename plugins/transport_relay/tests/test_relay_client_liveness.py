@@ -64,3 +64,38 @@ def test_relay_silent_over_udp_is_lost_quickly_and_found_again():
         task.cancel()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_udp_to_the_relay_dropped_moves_to_tcp_right_after_it_is_noticed():
+    async def main() -> None:
+        port = free_udp_port()
+        udp, tcp = f"127.0.0.1:{port}", f"127.0.0.1:{port}"
+        service = RelayService(SECRET, udp, tcp)
+        task = asyncio.create_task(service.run())
+        await asyncio.sleep(0.2)
+        seen: list[tuple[Readiness, str, float]] = []
+        client = RelayClient(KEY)
+        client.watch(lambda t, old, new, reason: seen.append((new, reason, time.monotonic())))
+        await client.start(asyncio.get_running_loop(), lambda data, ep: None)
+        expires = int(time.time()) + 3600
+        token = base64.b64encode(p.make_token(SECRET, KEY, expires)).decode()
+        client.on_welcome(m.Welcome(virtual_ip="100.64.0.2", prefix_len=10, relays=[
+            m.RelayGrant(udp=udp, tcp=tcp, token=token, expires=expires)]))
+        for _ in range(100):
+            if client.readiness is Readiness.READY:
+                break
+            await asyncio.sleep(0.05)
+        assert client.mode == "udp"
+        service._front_ends["udp"] = lambda where, msg: None   # the network drops UDP
+        for _ in range(100):
+            if client.readiness is Readiness.READY and client.mode == "tcp":
+                break
+            await asyncio.sleep(0.02)
+        assert client.mode == "tcp" and client.readiness is Readiness.READY, seen
+        lost = next(at for r, why, at in seen if r is Readiness.LOST)
+        back = seen[-1][2]
+        assert back - lost < 0.3, f"{back - lost:.2f} s from losing UDP to registering over TCP"
+        client.close()
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -1,5 +1,10 @@
 """The node's relay transport: UDP to the relay, TCP where UDP is blocked.
 
+When the relay stops answering over UDP mid-session (a network that starts
+dropping UDP), the client reconnects over TCP at once, and keeps trying TCP
+first for ``TCP_FIRST_FOR`` seconds, so relayed peers are back within a
+round trip or two of the loss being noticed.
+
 Endpoints of relayed peers are ``("relay", <peer id hex>)``. Until the node
 has logged in (and so holds a grant) the transport is not ready and ``send``
 fails like an unreachable network.
@@ -30,6 +35,9 @@ UDP_KEEPALIVE = 0.5
 UDP_DEAD_AFTER = 1.25
 UDP_TRIES = 2
 UDP_TIMEOUT = 0.25
+#: After the relay stopped answering over UDP, reconnect over TCP first for this long
+#: (UDP is likely blocked: its tries would only delay the fallback), then UDP first again.
+TCP_FIRST_FOR = 60.0
 
 
 class RelayClient(Transport):
@@ -57,6 +65,7 @@ class RelayClient(Transport):
         self._alloced_at = 0.0
         self._cookie = p.NO_COOKIE          # the relay's return-routability cookie (UDP)
         self._challenged = False
+        self._tcp_first_until = 0.0         # monotonic: UDP to the relay died recently
 
     @property
     def ready(self) -> bool:
@@ -129,6 +138,7 @@ class RelayClient(Transport):
                     last_refresh = time.monotonic()
                 elif self.mode == "udp":
                     if now - self._alloced_at > UDP_DEAD_AFTER:
+                        self._tcp_first_until = now + TCP_FIRST_FOR
                         raise OSError(f"no answer from the relay over UDP for "
                                       f"{now - self._alloced_at:.1f} s")
                     self._send_raw(self._alloc_msg())
@@ -141,7 +151,8 @@ class RelayClient(Transport):
             except Exception as e:  # noqa: BLE001 - keep trying; the relay may come back
                 log.debug("relay: %s", e)
                 self._disconnect(str(e))
-                await asyncio.sleep(0.1 if self.mode == "udp" else 2.0)
+                await asyncio.sleep(0.0 if self._tcp_first_until > time.monotonic()
+                                    else 0.1 if self.mode == "udp" else 2.0)
 
     def _send_raw(self, msg: bytes) -> None:
         if self._udp is not None:
@@ -152,6 +163,15 @@ class RelayClient(Transport):
     async def _connect(self) -> None:
         self._disconnect()
         g = self._grant
+        if g.tcp and g.udp and time.monotonic() < self._tcp_first_until:
+            try:
+                await self._connect_tcp(g)
+                return
+            except (OSError, TimeoutError):
+                pass
+        await self._connect_udp_then_tcp(g)
+
+    async def _connect_udp_then_tcp(self, g: Any) -> None:
         loop = asyncio.get_running_loop()
         if g.udp:
             self._alloced.clear()
@@ -177,19 +197,23 @@ class RelayClient(Transport):
             t.close()
             self._udp = None
         if g.tcp:
-            self._alloced.clear()
-            host, port = parse_endpoint(g.tcp)
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5.0)
-            sock = writer.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._tcp = writer
-            self._tcp_reader = loop.create_task(self._read_tcp(reader))
-            self._send_raw(self._alloc_msg())
-            await asyncio.wait_for(self._alloced.wait(), 5.0)
-            self._ready("tcp", g.tcp)
+            await self._connect_tcp(g)
             return
         raise OSError("relay unreachable over UDP and TCP")
+
+    async def _connect_tcp(self, g: Any) -> None:
+        self._disconnect()
+        self._alloced.clear()
+        host, port = parse_endpoint(g.tcp)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5.0)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._tcp = writer
+        self._tcp_reader = asyncio.get_running_loop().create_task(self._read_tcp(reader))
+        self._send_raw(self._alloc_msg())
+        await asyncio.wait_for(self._alloced.wait(), 5.0)
+        self._ready("tcp", g.tcp)
 
     def _ready(self, mode: str, where: str) -> None:
         if not self.ready or self.mode != mode:
