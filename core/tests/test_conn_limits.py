@@ -56,13 +56,16 @@ def test_leaving_twice_or_after_being_shed_is_harmless_and_tables_shrink():
     assert slots.total == 0 and slots._by_source == {} and slots._all == {}
 
 
-def test_peak_watch_fires_once_per_flood():
+def test_peak_watch_fires_when_the_count_falls_a_long_way_since_the_last_look():
     from shoal.memory import PeakWatch
 
-    w = PeakWatch(slack=100)
+    w = PeakWatch(slack=500)
     for n in (10, 5000, 300):
         w.see(n)
-    assert not w.fallen(2600)         # still near the peak
-    assert w.fallen(50) and not w.fallen(50)
-    w.see(60)
-    assert not w.fallen(0)            # no flood since
+    assert not w.fallen(4800)         # still near the high
+    w.see(4900)
+    assert w.fallen(1024)             # the refused part of a flood is gone
+    assert w.fallen(0)                # then its stalled handshakes time out
+    assert not w.fallen(0)            # nothing since
+    w.see(300)
+    assert not w.fallen(0)            # small ups and downs are no flood

@@ -60,10 +60,11 @@ def give_back() -> None:
 
 
 class PeakWatch:
-    """Says when a count (open connections) has fallen far below its peak: time to
-    ``give_back()``."""
+    """Says when a count (open connections) has fallen a long way since the last look:
+    time to ``give_back()``. Asked at a steady pace (every 10 s); a flood that ends in
+    steps (refused at once, then stalled handshakes timing out) fires at each step."""
 
-    def __init__(self, slack: int = 1000) -> None:
+    def __init__(self, slack: int = 500) -> None:
         self.peak = 0
         self.slack = slack
 
@@ -71,8 +72,7 @@ class PeakWatch:
         self.peak = max(self.peak, n)
 
     def fallen(self, n: int) -> bool:
-        """True once per flood: the count is well below the peak (which resets to it)."""
-        if self.peak > 2 * n + self.slack:
-            self.peak = n
-            return True
-        return False
+        """True if the count fell by ``slack`` or more from its high since the last call."""
+        fired = self.peak - n >= self.slack
+        self.peak = n
+        return fired
