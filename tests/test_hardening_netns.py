@@ -52,45 +52,16 @@ ABUSE = str(Path(__file__).with_name("relay_abuse.py"))
 WINDOW = 10
 FLOOD_SOURCES = [f"203.0.113.{66 + i}" for i in range(25)]
 
-# Opens 5,000 TCP connections to the relay from 25 source addresses and keeps
-# every one the relay leaves open, idle, for HOLD seconds; prints how many.
-TCP_FLOOD = """\
-import socket, sys, time
-host, port, hold = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-sources = sys.argv[4].split(",")
-socks = []
-for i in range(5000):
-    s = socket.socket()
-    s.setblocking(False)
-    s.bind((sources[i % len(sources)], 0))
-    try:
-        s.connect((host, port))
-    except BlockingIOError:
-        pass
-    socks.append(s)
-print("opened", len(socks), flush=True)
-time.sleep(hold)
-alive = 0
-for s in socks:
-    try:
-        s.send(b"")
-        alive += s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-    except BlockingIOError:
-        alive += 1
-    except OSError:
-        pass
-print("alive", alive, flush=True)
-"""
-
-# Opens N connections to the control port from the given sources (sending a
-# length prefix and then nothing, like a stalled handshake), holds them HOLD
-# seconds, closes them all and prints what it did.
-CONTROL_FLOOD = """\
+# Opens N TCP connections from the given sources, paced; with STALL=1 each sends a
+# control-channel length prefix and then nothing (a stalled handshake). Holds them
+# HOLD seconds, prints how many the server left open ("alive"), closes them all.
+#   FLOOD HOST PORT HOLD N SOURCES STALL
+FLOOD = """\
 import resource, socket, sys, time
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 host, port, hold, n = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-sources = sys.argv[5].split(",")
+sources, stall = sys.argv[5].split(","), sys.argv[6] == "1"
 socks = []
 for i in range(min(n, hard - 100)):
     s = socket.socket()
@@ -103,14 +74,25 @@ for i in range(min(n, hard - 100)):
     socks.append(s)
     if i % 1000 == 999:
         time.sleep(0.05)
-time.sleep(0.5)
-for s in socks:
-    try:
-        s.send(b"\\x00\\x60")
-    except OSError:
-        pass
+if stall:
+    time.sleep(0.5)
+    for s in socks:
+        try:
+            s.send(b"\\x00\\x60")
+        except OSError:
+            pass
 print("opened", len(socks), flush=True)
 time.sleep(hold)
+alive = 0
+for s in socks:
+    try:
+        s.send(b"")
+        alive += s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        alive += 1
+    except OSError:
+        pass
+print("alive", alive, flush=True)
 for s in socks:
     s.close()
 print("closed", flush=True)
@@ -232,8 +214,8 @@ def test_idle_relay_tcp_flood_neither_blocks_logins_nor_floods_the_log(world: Wo
     lab = world.lab
     log_before = len(lab.log_text("server"))
     base = _rss_mib(world.server_pid)
-    flood = lab.spawn(world.attacker, [sys.executable, "-c", TCP_FLOOD, SERVER_IP, "3480", "15",
-                                       ",".join(FLOOD_SOURCES)], "tcp-flood")
+    flood = lab.spawn(world.attacker, [sys.executable, "-c", FLOOD, SERVER_IP, "3480", "15",
+                                       "5000", ",".join(FLOOD_SOURCES), "0"], "tcp-flood")
     wait_until(lambda: "opened" in lab.log_text("tcp-flood"), 30, what="the flood to open")
     started = time.monotonic()
     carol = _spawn(lab, _ns(world, "car"), "carol", world.server_key, [("a", "pw-a", False)])
@@ -268,8 +250,8 @@ def test_control_port_flood_neither_blocks_logins_nor_keeps_memory(world: World)
     # started from the command line, the server runs on the C allocator (shoal.memory)
     assert b"PYTHONMALLOC=malloc" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     base = _rss_mib(pid)
-    flood = lab.spawn(world.attacker, [sys.executable, "-c", CONTROL_FLOOD, SERVER_IP, "7400",
-                                       "20", "19000", ",".join(FLOOD_SOURCES)], "control-flood")
+    flood = lab.spawn(world.attacker, [sys.executable, "-c", FLOOD, SERVER_IP, "7400", "20",
+                                       "19000", ",".join(FLOOD_SOURCES), "1"], "control-flood")
     wait_until(lambda: "opened" in lab.log_text("control-flood"), 60,
                what="the control flood to open")
     peak = _rss_mib(pid)
