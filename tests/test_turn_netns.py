@@ -64,14 +64,14 @@ secret = "{SECRET}"
             turn: bool = True, tls: bool = False, ca_file: Path | None = None,
             configured: bool = True) -> fleet.NodeProc:
         site = natlab.add_site(self.lab, self.inet, nat, len(self.sites) + 1)
+        extra = ""
+        if turn and configured:
+            extra = turn_config(secret, f"turns:{coturn.COTURN_IPS[0]}:{coturn.TLS_PORT}",
+                                ca_file or self.cert) if tls else turn_config(secret)
         node = fleet.start_node(self.lab, site.host_ns, name, self.server,
                                 plugins=["udp", "turn", "ice"] if turn else ["udp", "ice"],
                                 networks=[("mesh", "secret", create)],
-                                extra="" if not configured else
-                                turn_config(secret) if turn and not tls else
-                                turn_config(secret, f"turns:{coturn.COTURN_IPS[0]}:"
-                                            f"{coturn.TLS_PORT}", ca_file or self.cert)
-                                if tls else "")
+                                extra=extra)
         self.nodes[name], self.sites[name] = node, site
         return node
 
@@ -79,6 +79,18 @@ secret = "{SECRET}"
         node = self.nodes[name]
         return wait_until(lambda: node.status(self.lab)["node"]["virtual_ip"], 15,
                           what=f"{name}'s address")  # type: ignore[no-any-return]
+
+    def allocated(self, node: fleet.NodeProc, what: str) -> tuple[dict, dict]:
+        """Wait for the node's TURN allocation on coturn: (its status, the first server)."""
+        fleet.wait_online(self.lab, node, timeout=30)
+        st = wait_until(lambda: (s := node.status(self.lab))["turn"]["ready"] and s, 30,
+                        what=what)
+        assert st["turn"]["relayed"].startswith(coturn.COTURN_IPS[0] + ":"), st["turn"]
+        return st, st["turn"]["servers"][0]
+
+    def pings_both_ways(self, a: str, b: str) -> None:
+        wait_until(lambda: self.ping(a, b) and self.ping(b, a), 30, interval=0.2,
+                   what=f"a ping between {a} and {b}")
 
     def ping(self, a: str, b: str, wait: float = 0.5) -> bool:
         r = self.lab.sh(self.sites[a].host_ns, f"ping -c1 -W{wait} {self.vip(b)}", check=False)
@@ -155,14 +167,9 @@ def test_wrong_secret_is_one_line_in_status_and_netcheck(world):
 
 def test_a_node_that_cannot_send_udp_relays_over_turn_tls(world):
     node = world.add("tls", "udp-blocked", tls=True)
-    fleet.wait_online(world.lab, node, timeout=30)
-    st = wait_until(lambda: (s := node.status(world.lab))["turn"]["ready"] and s, 30,
-                    what="a TURN allocation over TLS")
-    server = st["turn"]["servers"][0]
+    st, server = world.allocated(node, "a TURN allocation over TLS")
     assert server["transport"] == "tls" and not server.get("error"), st["turn"]
-    assert st["turn"]["relayed"].startswith(coturn.COTURN_IPS[0] + ":"), st["turn"]
-    wait_until(lambda: world.ping("tls", "sym1") and world.ping("sym1", "tls"), 30,
-               interval=0.2, what="a ping between tls and sym1")
+    world.pings_both_ways("tls", "sym1")
     peer = node.peer(world.lab, "sym1")
     assert peer["transport"] == "turn" and peer["path"] == "relay", peer
     assert "TLS" in world.lab.log_text(world.turn.log)
@@ -183,14 +190,9 @@ def test_turn_tls_with_a_certificate_it_cannot_verify_is_one_line(world):
 
 def test_a_node_without_a_turn_secret_uses_the_server_announced_one(world):
     node = world.add("ann", "symmetric", configured=False)
-    fleet.wait_online(world.lab, node, timeout=30)
-    st = wait_until(lambda: (s := node.status(world.lab))["turn"]["ready"] and s, 30,
-                    what="an allocation on the announced TURN server")
-    server = st["turn"]["servers"][0]
+    st, server = world.allocated(node, "an allocation on the announced TURN server")
     assert server["announced"] and server["selected"] and not server.get("error"), server
-    assert st["turn"]["relayed"].startswith(coturn.COTURN_IPS[0] + ":"), st["turn"]
-    wait_until(lambda: world.ping("ann", "sym2") and world.ping("sym2", "ann"), 30,
-               interval=0.2, what="a ping between ann and sym2")
+    world.pings_both_ways("ann", "sym2")
     assert node.peer(world.lab, "sym2")["transport"] == "turn"
     out = world.lab.shoal(node.ns, "netcheck", "-c", str(node.config)).stdout
     assert f"turn     {coturn.COTURN_IPS[0]}:3478 (udp, announced by the server): relayed" \

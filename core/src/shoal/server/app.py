@@ -84,7 +84,6 @@ STALE_CODES = ("no_such_network", "not_member", "not_owner")
 class ServerCounters:
     connections: int = 0
     refused_connections: int = 0
-    shed_handshakes: int = 0      # unfinished handshakes closed to make room for newer ones
     rate_limited: int = 0
     logins: int = 0
     bad_handshakes: int = 0
@@ -355,7 +354,6 @@ class Server:
             shed_before = self.handshakes.shed
             slot = self.handshakes.enter(peer_ip, writer.transport.abort)
             if self.handshakes.shed != shed_before:
-                self.counters.shed_handshakes += self.handshakes.shed - shed_before
                 self.throttle.log(logging.WARNING, "handshake shed",
                                   "control port: %d connections in the handshake (at most %d, "
                                   "%d per source); closing the oldest",

@@ -140,7 +140,7 @@ class ServerCollector(Collector):
         for reason, n in (("bad_handshake", c.bad_handshakes), ("bad_message", c.bad_messages),
                           ("timeout", c.timeouts), ("slow_consumer", c.slow_consumers),
                           ("refused", c.refused_connections),
-                          ("shed_handshake", c.shed_handshakes)):
+                          ("shed_handshake", srv.handshakes.shed)):
             errors.add_metric([reason], n)
         yield errors
         yield GaugeMetricFamily("shoal_server_sessions", "Control connections to this server.",

@@ -169,9 +169,7 @@ class TurnNodePlugin(NodePlugin):
             fresh[url] = (f"{g.expires}:{self.key_b64}", g.token)
         if set(fresh) != set(self._announced):
             self.transport.set_announced([(ServerSpec.parse(u), self._creds(u)) for u in fresh])
-        self._announced.update(fresh)
-        for gone in set(self._announced) - set(fresh):
-            del self._announced[gone]
+        self._announced = fresh
 
     def _creds(self, url: str) -> Callable[[], Credentials]:
         return lambda: Credentials(*self._announced[url])
